@@ -1,0 +1,243 @@
+package segment
+
+import (
+	"fmt"
+
+	"cloudfs/segment/extent"
+)
+
+// applyRecord makes the index reflect record h at sector address addr. It is
+// the one path for records committed by the writer and records met by
+// recovery's roll-forward, so both build the same state. Caller holds s.mu.
+func (s *Store) applyRecord(h *Header, addr uint64) {
+	if h.LFlags&lflagRelocated != 0 {
+		s.applyRelocated(h, addr)
+		return
+	}
+	switch h.Kind {
+	case KindCreate:
+		s.newVolumeLocked(h, addr, nil)
+	case KindBranch:
+		s.newVolumeLocked(h, addr, s.freezeLocked(h.Link))
+	case KindData:
+		v := s.cat.volume(h.Base)
+		s.mapData(v.m, v.parent != nil, h, addr)
+		s.advance(v, h, addr)
+	case KindGap:
+		s.advance(s.cat.volume(h.Base), h, addr)
+	case KindDelete:
+		s.deleteLocked(s.cat.volume(h.Base))
+	}
+}
+
+// advance moves v's committed head to record h.
+func (s *Store) advance(v *volume, h *Header, addr uint64) {
+	v.head, v.entropy, v.lsn, v.epoch = h.ID, h.Entropy, h.LSN, h.Epoch
+	v.wHead, v.wLSN = h.ID, h.LSN
+	s.countHeader(v, h, s.segOf(addr), 1)
+}
+
+// countHeader adds (or with n = -1 removes) a chained record header of v in seg
+// to the accounting and to v's runs.
+func (s *Store) countHeader(v *volume, h *Header, seg uint32, n int32) {
+	first := h.LSN
+	if h.Kind == KindGap {
+		first = h.FirstLSN
+	}
+	if n > 0 {
+		v.runs.add(first, h.LSN, seg)
+	}
+	v.hdrs[seg] += n
+	if v.hdrs[seg] == 0 {
+		delete(v.hdrs, seg)
+	}
+	s.addLive(seg, int64(n))
+}
+
+func (s *Store) addLive(seg uint32, n int64) {
+	g := &s.segs[seg]
+	g.live += n
+	if g.live < 0 {
+		panic(fmt.Sprintf("segment %d: live %d < 0", seg, g.live))
+	}
+	s.maybeEmptyLocked(seg)
+}
+
+// maybeEmptyLocked moves a sealed segment without live data to pending: it
+// becomes free once a checkpoint newer than now is durable (until then the
+// newest checkpoint may still reference its contents).
+func (s *Store) maybeEmptyLocked(seg uint32) {
+	g := &s.segs[seg]
+	if g.state == segSealed && g.live == 0 {
+		g.state, g.emptiedAt = segPending, s.ckptGen
+		s.pendingFree++
+	}
+}
+
+// deadFn returns the callback extent maps call for overwritten pieces.
+func (s *Store) deadFn() func(extent.Extent) {
+	return func(e extent.Extent) {
+		if e.Addr != extent.Zero {
+			s.addLive(s.segOf(e.Addr), -int64(e.Len))
+		}
+	}
+}
+
+// mapData enters a data record's extent into map m: present sectors map to
+// their place in the body, the others read as zeros. With a parent below the
+// map, zeros are kept as zero extents so they mask it; without one, the
+// range is simply unmapped (it reads as zeros anyway).
+func (s *Store) mapData(m *extent.Map, masks bool, h *Header, addr uint64) {
+	dead := s.deadFn()
+	if h.Flags&FlagZero != 0 {
+		zeroRange(m, masks, h.LBA, uint64(h.NSect), dead)
+		return
+	}
+	body := addr + 1
+	forRuns(h, func(i, n int, present bool) {
+		lba := h.LBA + uint64(i)
+		if !present {
+			zeroRange(m, masks, lba, uint64(n), dead)
+			return
+		}
+		m.Insert(extent.Extent{LBA: lba, Len: uint32(n), Addr: body}, dead)
+		s.addLive(s.segOf(body), int64(n))
+		body += uint64(n)
+	})
+}
+
+// forRuns calls fn for each maximal run of sectors of h's extent with the same
+// bitmap bit, in order.
+func forRuns(h *Header, fn func(i, n int, present bool)) {
+	n := int(h.NSect)
+	for i := 0; i < n; {
+		p := h.Present(i)
+		j := i + 1
+		for j < n && h.Present(j) == p {
+			j++
+		}
+		fn(i, j-i, p)
+		i = j
+	}
+}
+
+func zeroRange(m *extent.Map, masks bool, lba, n uint64, dead func(extent.Extent)) {
+	if !masks {
+		m.Remove(lba, n, dead)
+		return
+	}
+	for n > 0 {
+		k := min(n, extent.MaxLen)
+		m.Insert(extent.Extent{LBA: lba, Len: uint32(k), Addr: extent.Zero}, dead)
+		lba, n = lba+k, n-k
+	}
+}
+
+// applyRelocated accounts for a record the cleaner copied from h.From to addr:
+// the header moves, and in the owner's map every sector still pointing at the
+// old copy now points at the new one.
+func (s *Store) applyRelocated(h *Header, addr uint64) {
+	seg, old := s.segOf(addr), s.segOf(h.From)
+	if v := s.cat.volume(h.Base); v != nil && h.Kind.chained() && v.hdrs[old] > 0 {
+		n := int32(1)
+		if h.Kind == KindGap {
+			n = min(gapCount(h), v.hdrs[old])
+		}
+		v.hdrs[old] -= n
+		if v.hdrs[old] == 0 {
+			delete(v.hdrs, old)
+		}
+		s.addLive(old, -int64(n))
+		s.countHeader(v, h, seg, 1)
+	}
+	if h.Kind != KindData || h.Flags&FlagZero != 0 {
+		return
+	}
+	m := s.mapOf(h.Owner)
+	if m == nil {
+		return
+	}
+	from, to := h.From+1, addr+1
+	forRuns(h, func(i, n int, present bool) {
+		if !present {
+			return
+		}
+		moved := m.Remap(h.LBA+uint64(i), uint32(n), from, to)
+		s.addLive(old, -int64(moved))
+		s.addLive(seg, int64(moved))
+		from, to = from+uint64(n), to+uint64(n)
+	})
+}
+
+// mapOf returns the extent map named owner: a volume's own map (by base id) or
+// a snapshot's (by version id).
+func (s *Store) mapOf(owner ID) *extent.Map {
+	if v := s.cat.volume(owner); v != nil {
+		return v.m
+	}
+	if sn := s.cat.snapshot(owner); sn != nil {
+		return sn.m
+	}
+	return nil
+}
+
+// newVolumeLocked adds the volume a create or branch record makes.
+func (s *Store) newVolumeLocked(h *Header, addr uint64, parent *snapshot) {
+	v := &volume{base: h.Base, size: h.Aux, m: extent.New(), parent: parent, hdrs: map[uint32]int32{},
+		owned: h.LFlags&lflagOwned != 0, created: int64(addr)}
+	if parent != nil {
+		parent.refs++
+	}
+	if v.owned {
+		v.wToken, _ = chainStep(viewSecret(&s.sb.Secret, h.Base, h.Epoch), h.Entropy)
+	}
+	s.cat.putVolume(v)
+	s.advance(v, h, addr)
+}
+
+// freezeLocked returns the snapshot of version: an existing one, or the map of
+// the volume whose head is version, frozen now. The volume continues with an
+// empty map over the snapshot. O(1): no data and no extents are copied.
+func (s *Store) freezeLocked(version ID) *snapshot {
+	if sn := s.cat.snapshot(version); sn != nil {
+		return sn
+	}
+	for _, v := range s.cat.volumes() {
+		if v.head != version {
+			continue
+		}
+		sn := &snapshot{version: version, owner: v.base, lsn: v.lsn, m: v.m, parent: v.parent, size: v.size, refs: 1}
+		v.m, v.parent = extent.New(), sn
+		s.cat.putSnapshot(sn)
+		s.cat.putVolume(v)
+		return sn
+	}
+	// the writer and recovery check the source before applying a branch
+	panic(fmt.Sprintf("segment: branch of unknown version %v", version))
+}
+
+// deleteLocked drops a volume: its map's data and its headers become dead, and
+// its parent snapshot loses a reference.
+func (s *Store) deleteLocked(v *volume) {
+	dead := s.deadFn()
+	v.m.Ascend(func(e extent.Extent) bool { dead(e); return true })
+	for seg, n := range v.hdrs {
+		s.addLive(seg, -int64(n))
+	}
+	s.cat.deleteVolume(v.base)
+	s.release(v.parent)
+}
+
+// release drops one reference to sn, and sn itself when none is left.
+func (s *Store) release(sn *snapshot) {
+	for sn != nil {
+		sn.refs--
+		if sn.refs > 0 {
+			return
+		}
+		dead := s.deadFn()
+		sn.m.Ascend(func(e extent.Extent) bool { dead(e); return true })
+		s.cat.deleteSnapshot(sn)
+		sn = sn.parent
+	}
+}

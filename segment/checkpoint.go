@@ -1,0 +1,373 @@
+package segment
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"time"
+
+	"cloudfs/segment/extent"
+)
+
+// A checkpoint is the index at one log position P: segment accounting,
+// volumes (chain state, runs, extent maps) and snapshots. Its body is written
+// into the log as checkpoint records, then a slot points at it; recovery loads
+// it and rolls forward from P. See docs/FORMAT.md "Checkpoint body".
+
+var ckptMagic = [8]byte{'C', 'F', 'C', 'K', 'B', 'O', 'D', 'Y'}
+
+// Checkpoint writes a checkpoint now. It is safe to call at any time; the
+// background goroutine calls it every CheckpointInterval or CheckpointBytes.
+func (s *Store) Checkpoint() error {
+	if s.closing.Load() {
+		return ErrClosed
+	}
+	return s.checkpoint()
+}
+
+func (s *Store) checkpoint() error {
+	s.ckptMu.Lock()
+	defer s.ckptMu.Unlock()
+	if err := s.failure(); err != nil {
+		return err
+	}
+	start := time.Now()
+	s.mu.RLock()
+	gen := s.ckptGen + 1
+	replay := s.applied
+	body := s.encodeCheckpointLocked(gen, replay)
+	s.mu.RUnlock()
+
+	o := &op{kind: opCheckpoint, sync: true, reserve: true, recs: checkpointRecords(body, gen)}
+	if err := s.runInternal(o); err != nil {
+		return fmt.Errorf("checkpoint %d: %w", gen, err)
+	}
+	sl := slot{Generation: gen, BodyAddr: o.addr, BodyGSeq: o.recs[0].h.GSeq, BodyChunks: uint32(len(o.recs)),
+		BodyBytes: uint64(len(body)), BodyCRC: crc32.Checksum(body, crcTable), ReplayAddr: s.addr(replay.seg, replay.off), ReplayGSeq: replay.gseq}
+	if err := s.writeSlot(&sl); err != nil {
+		return s.fail(fmt.Errorf("checkpoint %d: %w", gen, err))
+	}
+	segs := map[uint32]bool{}
+	for _, r := range o.recs {
+		segs[s.segOf(r.addr)] = true
+	}
+	s.mu.Lock()
+	s.ckptDurableLocked(gen, segs, int64(len(body)))
+	s.mu.Unlock()
+	s.met.checkpoints.Inc()
+	s.met.checkpointSec.Observe(time.Since(start).Seconds())
+	s.log.Debug("checkpoint written", "generation", gen, "bytes", len(body), "took", time.Since(start))
+	return nil
+}
+
+// runInternal runs an op of the store's own (checkpoint, cleaner) even while
+// Close drains: it goes straight to the writer.
+func (s *Store) runInternal(o *op) error {
+	ch := make(chan error, 1)
+	o.done = func(err error) { ch <- err }
+	if s.closing.Load() {
+		// The writer has stopped (Close waits for it before its checkpoint):
+		// commit in this goroutine, which is then the only writer.
+		s.commit([]*op{o})
+	} else {
+		s.ops <- o
+	}
+	return <-ch
+}
+
+func (s *Store) writeSlot(sl *slot) error {
+	off := int64(slotAOff)
+	if sl.Generation%2 == 0 {
+		off = slotBOff
+	}
+	if _, err := s.dev.WriteAt(sl.encode(s.sb.UUID), off); err != nil {
+		return fmt.Errorf("write slot at %d: %w", off, err)
+	}
+	if err := s.dev.Sync(); err != nil {
+		return fmt.Errorf("sync slot: %w", err)
+	}
+	return nil
+}
+
+// ckptDurableLocked records that checkpoint gen, whose body is in segs, is
+// durable: segments emptied before it are free now.
+func (s *Store) ckptDurableLocked(gen uint64, segs map[uint32]bool, bodyBytes int64) {
+	s.ckptGen, s.ckptSegs, s.ckptBytes = gen, segs, bodyBytes
+	s.logSinceCkpt, s.lastCkptTime = 0, time.Now()
+	for i := range s.segs {
+		g := &s.segs[i]
+		if g.state == segPending && g.emptiedAt < gen && !segs[uint32(i)] {
+			g.state = segFree
+			s.pendingFree--
+			s.freeSegs++
+		}
+	}
+	s.met.freeSegments.Set(float64(s.freeSegs))
+	var live int64
+	for i := range s.segs {
+		live += s.segs[i].live
+	}
+	s.met.liveBytes.Set(float64(live * SectorSize))
+}
+
+// ckptSegmentsLocked is how many segments the next checkpoint may need.
+func (s *Store) ckptSegmentsLocked() int {
+	return int((s.ckptBytes+s.ckptBytes/2)/s.sb.SegmentSize) + 1
+}
+
+// checkpointRecords cuts a body into records of at most MaxEntrySectors.
+func checkpointRecords(body []byte, gen uint64) []*rec {
+	var recs []*rec
+	for i := 0; len(body) > 0; i++ {
+		n := min(len(body), MaxEntrySectors*SectorSize)
+		chunk := body[:n]
+		pad := (SectorSize - n%SectorSize) % SectorSize
+		pieces := [][]byte{chunk}
+		if pad > 0 {
+			pieces = append(pieces, make([]byte, pad))
+		}
+		r := &rec{h: Header{Kind: KindCheckpoint, Aux: gen, LSN: uint64(i), NBody: uint32((n + pad) / SectorSize)}, body: pieces}
+		r.bodyCRC = bodyCRC(pieces)
+		r.h.sealSum(r.bodyCRC, make([]byte, HeaderSize))
+		recs = append(recs, r)
+		body = body[n:]
+	}
+	return recs
+}
+
+// enc is a little-endian append encoder.
+type enc struct{ b []byte }
+
+func (e *enc) u8(v uint8)   { e.b = append(e.b, v) }
+func (e *enc) u32(v uint32) { e.b = binary.LittleEndian.AppendUint32(e.b, v) }
+func (e *enc) u64(v uint64) { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
+func (e *enc) id(v ID)      { e.b = append(e.b, v[:]...) }
+
+func (s *Store) encodeCheckpointLocked(gen uint64, replay writerPos) []byte {
+	e := &enc{}
+	e.b = append(e.b, ckptMagic[:]...)
+	e.u64(gen)
+	e.u64(replay.segSq)
+	e.u32(uint32(len(s.segs)))
+	for i := range s.segs {
+		g := &s.segs[i]
+		e.u8(uint8(g.state))
+		e.u64(g.seq)
+		e.u64(uint64(g.live))
+		e.u64(g.emptiedAt)
+	}
+	snaps := snapshotsParentsFirst(s.cat.snapshots())
+	e.u32(uint32(len(snaps)))
+	for _, sn := range snaps {
+		e.id(sn.version)
+		e.id(sn.owner)
+		e.id(versionOf(sn.parent))
+		e.u64(sn.lsn)
+		e.u64(sn.size)
+		e.b = sn.m.AppendBinary(e.b)
+	}
+	vols := s.cat.volumes()
+	e.u32(uint32(len(vols)))
+	for _, v := range vols {
+		s.encodeVolume(e, v)
+	}
+	return e.b
+}
+
+func (s *Store) encodeVolume(e *enc, v *volume) {
+	e.id(v.base)
+	e.id(versionOf(v.parent))
+	e.id(v.head)
+	e.id(v.entropy)
+	e.u64(v.size)
+	e.u64(uint64(v.created))
+	e.u64(v.lsn)
+	e.u64(v.epoch)
+	if v.owned {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+	e.u32(uint32(len(v.runs)))
+	for _, r := range v.runs {
+		e.u64(r.first)
+		e.u64(r.last)
+		e.u32(r.seg)
+	}
+	e.u32(uint32(len(v.hdrs)))
+	for seg, n := range v.hdrs {
+		e.u32(seg)
+		e.u32(uint32(n))
+	}
+	e.b = v.m.AppendBinary(e.b)
+}
+
+func versionOf(sn *snapshot) ID {
+	if sn == nil {
+		return ID{}
+	}
+	return sn.version
+}
+
+// snapshotsParentsFirst orders snapshots so that each comes after its parent.
+func snapshotsParentsFirst(all []*snapshot) []*snapshot {
+	seen := map[*snapshot]bool{}
+	var out []*snapshot
+	var visit func(sn *snapshot)
+	visit = func(sn *snapshot) {
+		if sn == nil || seen[sn] {
+			return
+		}
+		seen[sn] = true
+		visit(sn.parent)
+		out = append(out, sn)
+	}
+	for _, sn := range all {
+		visit(sn)
+	}
+	return out
+}
+
+// dec is a little-endian decoder that records the first error (truncation).
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) take(n int) []byte {
+	if d.err != nil || len(d.b) < n {
+		if d.err == nil {
+			d.err = fmt.Errorf("checkpoint body: truncated: %w", ErrCorrupt)
+		}
+		return make([]byte, n)
+	}
+	p := d.b[:n]
+	d.b = d.b[n:]
+	return p
+}
+func (d *dec) u8() uint8   { return d.take(1)[0] }
+func (d *dec) u32() uint32 { return binary.LittleEndian.Uint32(d.take(4)) }
+func (d *dec) u64() uint64 { return binary.LittleEndian.Uint64(d.take(8)) }
+func (d *dec) id() ID      { return ID(d.take(IDSize)) }
+
+// count reads an element count and checks the input can hold that many
+// elements of at least min bytes each.
+func (d *dec) count(min int) int {
+	n := int(d.u32())
+	if d.err == nil && n > len(d.b)/min {
+		d.err = fmt.Errorf("checkpoint body: count %d exceeds the input: %w", n, ErrCorrupt)
+		return 0
+	}
+	return n
+}
+
+func (d *dec) extentMap() *extent.Map {
+	if d.err != nil {
+		return extent.New()
+	}
+	m, rest, err := extent.Decode(d.b)
+	if err != nil {
+		d.err = fmt.Errorf("checkpoint body: %w: %w", err, ErrCorrupt)
+		return extent.New()
+	}
+	d.b = rest
+	return m
+}
+
+// ckptState is a decoded checkpoint body.
+type ckptState struct {
+	gen   uint64
+	segSq uint64
+	segs  []segInfo
+	snaps []*snapshot
+	vols  []*volume
+}
+
+// decodeCheckpoint parses a checkpoint body for a store of nsegs segments.
+// Every inconsistency is ErrCorrupt; it never panics on any input.
+func decodeCheckpoint(b []byte, nsegs int) (*ckptState, error) {
+	if len(b) < 8 || [8]byte(b[:8]) != ckptMagic {
+		return nil, fmt.Errorf("checkpoint body: bad magic: %w", ErrCorrupt)
+	}
+	d := &dec{b: b[8:]}
+	st := &ckptState{gen: d.u64(), segSq: d.u64()}
+	if n := d.count(25); n != nsegs {
+		return nil, fmt.Errorf("checkpoint body: %d segments, store has %d: %w", n, nsegs, ErrCorrupt)
+	}
+	st.segs = make([]segInfo, nsegs)
+	for i := range st.segs {
+		g := &st.segs[i]
+		g.state, g.seq, g.live, g.emptiedAt = segState(d.u8()), d.u64(), int64(d.u64()), d.u64()
+		if d.err == nil && (g.state > segPending || g.live < 0) {
+			return nil, fmt.Errorf("checkpoint body: segment %d state %d live %d: %w", i, g.state, g.live, ErrCorrupt)
+		}
+	}
+	snaps := map[ID]*snapshot{}
+	n := d.count(2*IDSize + 8)
+	for i := 0; i < n && d.err == nil; i++ {
+		sn := &snapshot{version: d.id(), owner: d.id()}
+		parent := d.id()
+		sn.lsn, sn.size, sn.m = d.u64(), d.u64(), d.extentMap()
+		if err := linkParent(snaps, parent, &sn.parent); err != nil || snaps[sn.version] != nil {
+			return nil, fmt.Errorf("checkpoint body: snapshot %v: duplicate or unknown parent: %w", sn.version, ErrCorrupt)
+		}
+		snaps[sn.version] = sn
+		st.snaps = append(st.snaps, sn)
+	}
+	n = d.count(4*IDSize + 8)
+	for i := 0; i < n && d.err == nil; i++ {
+		v, err := decodeVolume(d, snaps, nsegs)
+		if err != nil {
+			return nil, err
+		}
+		st.vols = append(st.vols, v)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("checkpoint body: %d trailing bytes: %w", len(d.b), ErrCorrupt)
+	}
+	return st, d.err
+}
+
+func linkParent(snaps map[ID]*snapshot, version ID, dst **snapshot) error {
+	if version.IsZero() {
+		return nil
+	}
+	if *dst = snaps[version]; *dst == nil {
+		return ErrCorrupt
+	}
+	(*dst).refs++
+	return nil
+}
+
+func decodeVolume(d *dec, snaps map[ID]*snapshot, nsegs int) (*volume, error) {
+	v := &volume{base: d.id(), hdrs: map[uint32]int32{}}
+	parent := d.id()
+	v.head, v.entropy = d.id(), d.id()
+	v.size, v.created, v.lsn, v.epoch = d.u64(), int64(d.u64()), d.u64(), d.u64()
+	v.owned = d.u8() == 1
+	bad := func(what string) error {
+		return fmt.Errorf("checkpoint body: volume %v: %s: %w", v.base, what, ErrCorrupt)
+	}
+	if err := linkParent(snaps, parent, &v.parent); err != nil {
+		return nil, bad("unknown parent")
+	}
+	nr := d.count(20)
+	for j := 0; j < nr && d.err == nil; j++ {
+		r := run{first: d.u64(), last: d.u64(), seg: d.u32()}
+		if r.first > r.last || int(r.seg) >= nsegs || (len(v.runs) > 0 && v.runs[len(v.runs)-1].last >= r.first) {
+			return nil, bad("bad lsn runs")
+		}
+		v.runs = append(v.runs, r)
+	}
+	nh := d.count(8)
+	for j := 0; j < nh && d.err == nil; j++ {
+		seg, c := d.u32(), int32(d.u32())
+		if int(seg) >= nsegs || c <= 0 {
+			return nil, bad("bad header counts")
+		}
+		v.hdrs[seg] = c
+	}
+	v.m = d.extentMap()
+	v.wHead, v.wLSN = v.head, v.lsn
+	return v, d.err
+}

@@ -1,0 +1,310 @@
+package segment
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"time"
+
+	"cloudfs/segment/extent"
+)
+
+// The cleaner reclaims segments: it picks the sealed segments with the least
+// live data, copies what is still live to the log's end (records keep their
+// relative order; a record whose data is all dead shrinks to a gap header so
+// that streams from older versions still find the chain), and leaves the
+// victims empty. They become free once the next checkpoint is durable.
+
+// background runs checkpoints and the cleaner until the store closes.
+func (s *Store) background() {
+	defer s.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.RLock()
+		due := s.logSinceCkpt >= max(s.opts.CheckpointBytes, 4*s.ckptBytes) ||
+			(s.logSinceCkpt > 0 && time.Since(s.lastCkptTime) >= s.opts.CheckpointInterval) ||
+			(s.pendingFree > 0 && s.lowOnSpaceLocked())
+		low := s.lowOnSpaceLocked()
+		s.mu.RUnlock()
+		if due {
+			if err := s.checkpoint(); err != nil {
+				s.log.Error("checkpoint", "err", err)
+			}
+		}
+		if low {
+			if _, err := s.Clean(1); err != nil {
+				s.log.Warn("cleaner", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Store) lowOnSpaceLocked() bool {
+	return s.freeSegs*100 < len(s.segs)*s.opts.CleanerFreePercent
+}
+
+// CleanResult says what one cleaning pass did.
+type CleanResult struct {
+	Segments    int   // victims emptied
+	CopiedBytes int64 // bytes rewritten at the log's end
+}
+
+// Clean cleans up to n segments now: the sealed ones with the least live
+// data, skipping those that are nearly full. It returns what it did; the
+// emptied segments are free after the next checkpoint.
+func (s *Store) Clean(n int) (CleanResult, error) {
+	s.cleanMu.Lock()
+	defer s.cleanMu.Unlock()
+	var res CleanResult
+	for _, seg := range s.victims(n) {
+		copied, err := s.cleanSegment(seg)
+		if err != nil {
+			s.met.cleanerRuns.WithLabelValues("error").Inc()
+			return res, fmt.Errorf("clean segment %d: %w", seg, err)
+		}
+		s.met.cleanerRuns.WithLabelValues("ok").Inc()
+		s.met.cleanerBytes.Add(float64(copied))
+		res.Segments++
+		res.CopiedBytes += copied
+		s.throttle(copied)
+	}
+	return res, nil
+}
+
+// throttle sleeps so that the cleaner copies at most CleanerRate bytes/s.
+func (s *Store) throttle(bytes int64) {
+	if s.opts.CleanerRate <= 0 || bytes == 0 {
+		return
+	}
+	select {
+	case <-time.After(time.Duration(bytes * int64(time.Second) / s.opts.CleanerRate)):
+	case <-s.stop:
+	}
+}
+
+// victims returns up to n sealed segments, emptiest first, that are worth
+// cleaning (less than 90% live) and hold no part of the newest checkpoint.
+func (s *Store) victims(n int) []uint32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var cand []uint32
+	limit := s.segSectors() * 9 / 10
+	for i := range s.segs {
+		g := &s.segs[i]
+		if g.state == segSealed && g.live < limit && !s.ckptSegs[uint32(i)] {
+			cand = append(cand, uint32(i))
+		}
+	}
+	sort.Slice(cand, func(a, b int) bool { return s.segs[cand[a]].live < s.segs[cand[b]].live })
+	return cand[:min(n, len(cand))]
+}
+
+// cleanSegment copies the live records of seg to the log's end and returns the
+// bytes copied.
+func (s *Store) cleanSegment(seg uint32) (int64, error) {
+	recs, err := s.readSegment(seg)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	out := s.survivors(recs)
+	s.mu.RUnlock()
+	var copied int64
+	for len(out) > 0 { // ops of at most 8 MiB
+		n, size := 0, int64(0)
+		for n < len(out) && size < 8<<20 {
+			size += out[n].h.Size()
+			n++
+		}
+		if err := s.runInternal(&op{kind: opRelocate, reserve: true, recs: out[:n]}); err != nil {
+			return copied, err
+		}
+		copied += size
+		out = out[n:]
+	}
+	return copied, nil
+}
+
+// segRecord is a record read back from a segment.
+type segRecord struct {
+	h    *Header
+	body []byte
+	addr uint64
+}
+
+// readSegment returns the records of a sealed segment, up to its next record.
+func (s *Store) readSegment(seg uint32) ([]segRecord, error) {
+	r := s.newLogReader(s.addr(seg, 0), 0)
+	first := true
+	var out []segRecord
+	for {
+		if first {
+			// the segment's first gseq is whatever its first record says
+			hb, err := r.bytes(r.pos, HeaderSize)
+			if err != nil {
+				return nil, err
+			}
+			h, err := decodeHeader(hb, s.sb.UUID)
+			if err != nil {
+				return nil, fmt.Errorf("first record: %w", err)
+			}
+			r.gseq, first = h.GSeq, false
+		}
+		h, body, addr, err := r.next()
+		if err != nil {
+			return nil, fmt.Errorf("sealed segment %d: %w", seg, err)
+		}
+		if h.Kind == KindNext {
+			return out, nil
+		}
+		out = append(out, segRecord{h: h, body: append([]byte(nil), body...), addr: addr})
+	}
+}
+
+// survivors decides, for each record of a victim, what the log must keep:
+// a copy of the record (some of its data is live, or its volume needs its
+// header), a gap header (its data is all dead), or nothing. Caller holds s.mu.
+func (s *Store) survivors(recs []segRecord) []*rec {
+	var out []*rec
+	for _, sr := range recs {
+		h := sr.h
+		if !h.Kind.chained() {
+			continue // pad, delete, next, checkpoint: not needed once the victim is cleaned
+		}
+		owner := s.dataOwner(h, sr.addr)
+		vol := s.cat.volume(h.Base)
+		switch {
+		case !owner.IsZero():
+			out = append(out, s.relocated(sr, owner))
+		case vol != nil && (h.Kind == KindCreate || h.Kind == KindBranch):
+			out = append(out, s.relocated(sr, ID{}))
+		case vol != nil && vol.hdrs[s.segOf(sr.addr)] > 0:
+			out = append(out, s.gapOf(sr))
+		}
+	}
+	// Per volume in lsn order, so that gaps of consecutive entries merge.
+	// Relocated records are independent of each other, so this order is free.
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := &out[i].h, &out[j].h
+		if a.Base != b.Base {
+			return string(a.Base[:]) < string(b.Base[:])
+		}
+		return a.LSN < b.LSN
+	})
+	return mergeGaps(out)
+}
+
+// dataOwner returns the map that still references part of a data record's
+// body, or that still holds its zero extent; zero if none does.
+func (s *Store) dataOwner(h *Header, addr uint64) ID {
+	if h.Kind != KindData {
+		return ID{}
+	}
+	maps := []struct {
+		id ID
+		m  *extent.Map
+	}{}
+	if v := s.cat.volume(h.Base); v != nil {
+		maps = append(maps, struct {
+			id ID
+			m  *extent.Map
+		}{v.base, v.m})
+	}
+	for _, sn := range s.cat.ownedSnapshots(h.Base) {
+		maps = append(maps, struct {
+			id ID
+			m  *extent.Map
+		}{sn.version, sn.m})
+	}
+	for _, mm := range maps {
+		if referencesRecord(mm.m, h, addr) {
+			return mm.id
+		}
+	}
+	return ID{}
+}
+
+// referencesRecord reports whether m maps any present sector of h to its place
+// in the record at addr, or (zero records) still reads h's extent as zeros
+// masked explicitly.
+func referencesRecord(m *extent.Map, h *Header, addr uint64) bool {
+	if h.Flags&FlagZero != 0 {
+		found := false
+		m.Lookup(h.LBA, uint64(h.NSect), func(r extent.Run) bool {
+			found = r.Kind == extent.Zeroed
+			return !found
+		})
+		return found
+	}
+	found := false
+	body := addr + 1
+	forRuns(h, func(i, n int, present bool) {
+		if !present || found {
+			if present {
+				body += uint64(n)
+			}
+			return
+		}
+		lba := h.LBA + uint64(i)
+		m.Lookup(lba, uint64(n), func(r extent.Run) bool {
+			found = r.Kind == extent.Mapped && r.Addr == body+(r.LBA-lba)
+			return !found
+		})
+		body += uint64(n)
+	})
+	return found
+}
+
+// relocated is the copy of a record the cleaner writes: the same portable
+// bytes, marked relocated from its old address, naming the map of its data.
+func (s *Store) relocated(sr segRecord, owner ID) *rec {
+	h := *sr.h
+	h.LFlags |= lflagRelocated
+	h.Owner, h.From = owner, sr.addr
+	return &rec{h: h, body: [][]byte{sr.body}}
+}
+
+// gapOf is the gap header standing for a chained record whose effect later
+// records have completely overwritten.
+func (s *Store) gapOf(sr segRecord) *rec {
+	h := sr.h
+	g := Header{Kind: KindGap, LSN: h.LSN, FirstLSN: h.LSN, Epoch: h.Epoch, Base: h.Base, Link: h.Link, ID: h.ID, Entropy: h.Entropy,
+		LFlags: lflagRelocated, From: sr.addr}
+	if h.Kind == KindGap {
+		g.FirstLSN = h.FirstLSN
+	}
+	g.sealSum(0, make([]byte, HeaderSize))
+	setGapCount(&g, 1)
+	return &rec{h: g}
+}
+
+// A relocated gap replaces one or more records of one volume in the victim;
+// the local owner field holds how many (little endian u32), so that replaying
+// it moves exactly that many headers out of the victim's accounting.
+func gapCount(h *Header) int32 { return int32(binary.LittleEndian.Uint32(h.Owner[:4])) }
+
+func setGapCount(h *Header, n int32) { binary.LittleEndian.PutUint32(h.Owner[:4], uint32(n)) }
+
+// mergeGaps merges runs of gap records of the same volume with consecutive
+// lsns into one gap. The first keeps its link, the last gives the id.
+func mergeGaps(recs []*rec) []*rec {
+	var out []*rec
+	for _, r := range recs {
+		if n := len(out); n > 0 && r.h.Kind == KindGap && out[n-1].h.Kind == KindGap &&
+			out[n-1].h.Base == r.h.Base && out[n-1].h.LSN+1 == r.h.FirstLSN {
+			p := &out[n-1].h
+			p.LSN, p.ID, p.Entropy, p.Epoch = r.h.LSN, r.h.ID, r.h.Entropy, r.h.Epoch
+			p.sealSum(0, make([]byte, HeaderSize))
+			setGapCount(p, gapCount(p)+gapCount(&r.h))
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}

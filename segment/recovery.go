@@ -1,0 +1,303 @@
+package segment
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"cloudfs/segment/device"
+)
+
+// recover loads the newest valid checkpoint and rolls the log forward from it,
+// verifying every record's header crc, body sum and chain link, and stops at
+// the first record that does not verify: the end of the log.
+func (s *Store) recover() error {
+	sbBuf := device.AlignedBuf(3 * BlockSize)
+	if _, err := s.dev.ReadAt(sbBuf, 0); err != nil {
+		return fmt.Errorf("open: read superblock: %w", err)
+	}
+	sb, err := DecodeSuperblock(sbBuf)
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	if sb.DeviceSize > s.dev.Size() {
+		return fmt.Errorf("open: store of %d bytes on a device of %d: %w", sb.DeviceSize, s.dev.Size(), ErrCorrupt)
+	}
+	s.sb = sb
+	s.cat = newCatalog()
+	s.segs = make([]segInfo, sb.Segments)
+	sl, err := s.newestSlot(sbBuf)
+	if err != nil {
+		return err
+	}
+	if sl.Generation == 0 {
+		s.applied = writerPos{seg: 0, off: 0, gseq: 1, segSq: 1}
+		s.ckptSegs = map[uint32]bool{}
+	} else if err := s.loadCheckpoint(sl); err != nil {
+		return err
+	}
+	s.w = s.applied
+	s.segs[s.w.seg].state = segActive
+	if sl.Generation == 0 {
+		s.segs[0].seq = 0
+	}
+	s.countFree()
+	start := time.Now()
+	n, err := s.rollForward()
+	if err != nil {
+		return err
+	}
+	s.log.Info("log rolled forward", "records", n, "took", time.Since(start))
+	s.w = s.applied
+	s.restoreTokens()
+	s.met.freeSegments.Set(float64(s.freeSegs))
+	return nil
+}
+
+// newestSlot returns the valid slot of the highest generation. A slot that
+// does not verify is one whose write was torn: the other one is used.
+func (s *Store) newestSlot(buf []byte) (*slot, error) {
+	a, errA := decodeSlot(buf[slotAOff:slotAOff+BlockSize], s.sb.UUID)
+	b, errB := decodeSlot(buf[slotBOff:slotBOff+BlockSize], s.sb.UUID)
+	switch {
+	case errA != nil && errB != nil:
+		return nil, fmt.Errorf("open: both checkpoint slots: %w; %w", errA, errB)
+	case errA != nil:
+		s.log.Warn("checkpoint slot A does not verify; using B", "err", errA)
+		return b, nil
+	case errB != nil:
+		s.log.Warn("checkpoint slot B does not verify; using A", "err", errB)
+		return a, nil
+	case b.Generation > a.Generation:
+		return b, nil
+	}
+	return a, nil
+}
+
+func (s *Store) loadCheckpoint(sl *slot) error {
+	body, segs, err := s.readCheckpointBody(sl)
+	if err != nil {
+		return fmt.Errorf("open: checkpoint %d: %w", sl.Generation, err)
+	}
+	st, err := decodeCheckpoint(body, len(s.segs))
+	if err != nil {
+		return fmt.Errorf("open: checkpoint %d: %w", sl.Generation, err)
+	}
+	for i := range st.segs {
+		g, from := &s.segs[i], &st.segs[i]
+		g.state, g.seq, g.live, g.emptiedAt = from.state, from.seq, from.live, from.emptiedAt
+		if g.state == segActive {
+			g.state = segSealed // the active segment at P is found again by roll-forward
+		}
+	}
+	for _, sn := range st.snaps {
+		s.cat.putSnapshot(sn)
+	}
+	for _, v := range st.vols {
+		s.cat.putVolume(v)
+	}
+	s.applied = writerPos{seg: s.segOf(sl.ReplayAddr), off: int64(sl.ReplayAddr) - int64(s.addr(s.segOf(sl.ReplayAddr), 0)), gseq: sl.ReplayGSeq, segSq: st.segSq}
+	s.ckptGen, s.ckptSegs, s.ckptBytes = sl.Generation, segs, int64(sl.BodyBytes)
+	for i := range s.segs {
+		if g := &s.segs[i]; g.state == segPending {
+			if g.emptiedAt < sl.Generation && !segs[uint32(i)] {
+				g.state = segFree
+			} else {
+				s.pendingFree++
+			}
+		}
+	}
+	return nil
+}
+
+// readCheckpointBody reads the checkpoint records a slot points at.
+func (s *Store) readCheckpointBody(sl *slot) ([]byte, map[uint32]bool, error) {
+	r := s.newLogReader(sl.BodyAddr, sl.BodyGSeq)
+	var body []byte
+	segs := map[uint32]bool{}
+	for i := uint32(0); i < sl.BodyChunks; {
+		h, b, addr, err := r.next()
+		if err != nil {
+			return nil, nil, fmt.Errorf("chunk %d: %w", i, err)
+		}
+		if h.Kind == KindNext {
+			r.jump(uint32(h.Aux))
+			continue
+		}
+		if h.Kind != KindCheckpoint || h.Aux != sl.Generation || h.LSN != uint64(i) {
+			return nil, nil, fmt.Errorf("chunk %d: found %v record gen %d chunk %d: %w", i, h.Kind, h.Aux, h.LSN, ErrCorrupt)
+		}
+		segs[s.segOf(addr)] = true
+		body = append(body, b...)
+		i++
+	}
+	if uint64(len(body)) < sl.BodyBytes {
+		return nil, nil, fmt.Errorf("body of %d bytes, slot says %d: %w", len(body), sl.BodyBytes, ErrCorrupt)
+	}
+	body = body[:sl.BodyBytes]
+	if got := crcOf(body); got != sl.BodyCRC {
+		return nil, nil, fmt.Errorf("body crc %08x != %08x: %w", got, sl.BodyCRC, ErrCorrupt)
+	}
+	return body, segs, nil
+}
+
+// rollForward applies every record after the checkpoint up to the end of the
+// log, and returns how many.
+func (s *Store) rollForward() (int, error) {
+	r := s.newLogReader(s.addr(s.applied.seg, s.applied.off), s.applied.gseq)
+	n := 0
+	for {
+		h, _, addr, err := r.next()
+		if err != nil {
+			s.log.Info("end of log", "segment", s.segOf(r.pos), "offset", r.pos, "reason", err)
+			return n, s.endLog(r)
+		}
+		if h.Kind == KindNext {
+			if err := s.rollToSegment(uint32(h.Aux)); err != nil {
+				s.log.Warn("end of log at a next record to an unusable segment", "err", err)
+				return n, s.endLog(r)
+			}
+			r.jump(uint32(h.Aux))
+			n++
+			continue
+		}
+		if err := s.replayable(h); err != nil {
+			s.log.Warn("end of log at a record that does not apply", "gseq", h.GSeq, "err", err)
+			r.pos, r.gseq = addr, h.GSeq
+			return n, s.endLog(r)
+		}
+		s.mu.Lock()
+		s.applyRecord(h, addr)
+		s.applied = writerPos{seg: s.segOf(r.pos), off: int64(r.pos - s.addr(s.segOf(r.pos), 0)), gseq: r.gseq, segSq: s.applied.segSq}
+		s.mu.Unlock()
+		n++
+	}
+}
+
+// rollToSegment moves roll-forward into segment seg, which must be free.
+func (s *Store) rollToSegment(seg uint32) error {
+	if int(seg) >= len(s.segs) || s.segs[seg].state != segFree {
+		return fmt.Errorf("next segment %d: %w", seg, ErrCorrupt)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := &s.segs[s.applied.seg]
+	cur.state = segSealed
+	s.maybeEmptyLocked(s.applied.seg)
+	g := &s.segs[seg]
+	g.state, g.seq, g.live = segActive, s.applied.segSq, 0
+	s.freeSegs--
+	s.applied = writerPos{seg: seg, off: 0, gseq: s.applied.gseq + 1, segSq: s.applied.segSq + 1}
+	return nil
+}
+
+// replayable checks that a verified record makes sense against the state so
+// far: its volume exists and it extends the chain.
+func (s *Store) replayable(h *Header) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if h.LFlags&lflagRelocated != 0 || !h.Kind.chained() && h.Kind != KindDelete {
+		return nil
+	}
+	v := s.cat.volume(h.Base)
+	switch h.Kind {
+	case KindCreate, KindBranch:
+		if v != nil {
+			return fmt.Errorf("volume %v exists: %w", h.Base, ErrExists)
+		}
+		if h.Kind == KindBranch && s.cat.snapshot(h.Link) == nil && s.headVolume(h.Link) == nil {
+			return fmt.Errorf("branch of %v: %w", h.Link, ErrVersionUnavailable)
+		}
+		return nil
+	}
+	if v == nil {
+		return fmt.Errorf("volume %v: %w", h.Base, ErrNotFound)
+	}
+	if h.Kind == KindDelete {
+		return nil
+	}
+	return checkLink(v.lsn, v.head, v.epoch, h)
+}
+
+// checkLink verifies that entry h extends a chain whose head is (lsn, head).
+func checkLink(lsn uint64, head ID, epoch uint64, h *Header) error {
+	first := h.LSN
+	if h.Kind == KindGap {
+		first = h.FirstLSN
+	}
+	if first != lsn+1 {
+		return fmt.Errorf("volume %v: entry lsn %d after lsn %d: %w", h.Base, first, lsn, ErrLink)
+	}
+	if h.Epoch < epoch {
+		return fmt.Errorf("volume %v: entry epoch %d < %d: %w", h.Base, h.Epoch, epoch, ErrLink)
+	}
+	if !linkMatches(h.Link, head) {
+		return fmt.Errorf("volume %v: entry lsn %d does not link to head %v: %w", h.Base, h.LSN, head, ErrLink)
+	}
+	return nil
+}
+
+func (s *Store) headVolume(version ID) *volume {
+	for _, v := range s.cat.volumes() {
+		if v.head == version {
+			return v
+		}
+	}
+	return nil
+}
+
+// endLog makes the end of the log safe to append at. Batches start on block
+// boundaries; if the last valid record ends inside a block, the rest of that
+// block (a torn batch's remains) is replaced by a pad record, rewriting the
+// block's valid sectors unchanged, and synced before anything else is
+// written. A later roll-forward then steps over it. (Sector writes are assumed
+// atomic, so the rewrite cannot damage the unchanged sectors.)
+func (s *Store) endLog(r *logReader) error {
+	rem := s.applied.off % (BlockSize / SectorSize)
+	if rem == 0 || s.readOnly {
+		return nil
+	}
+	blockAddr := s.addr(s.applied.seg, s.applied.off-rem)
+	buf := device.AlignedBuf(BlockSize)
+	if _, err := s.dev.ReadAt(buf, int64(blockAddr)*SectorSize); err != nil {
+		return fmt.Errorf("open: read log tail: %w", err)
+	}
+	n := BlockSize/SectorSize - rem
+	h := Header{Kind: KindPad, NBody: uint32(n - 1), GSeq: s.applied.gseq}
+	h.sealSum(0, make([]byte, HeaderSize))
+	tail := buf[rem*SectorSize:]
+	h.encode(tail, s.sb.UUID)
+	clear(tail[HeaderSize:])
+	if _, err := s.dev.WriteAt(buf, int64(blockAddr)*SectorSize); err != nil {
+		return fmt.Errorf("open: pad log tail: %w", err)
+	}
+	if err := s.dev.Sync(); err != nil {
+		return fmt.Errorf("open: sync log tail: %w", err)
+	}
+	s.applied.off += n
+	s.applied.gseq++
+	return nil
+}
+
+// restoreTokens recomputes, for every volume this store owns, the token that
+// extends its chain: S(head) = H(s || E(head)).
+func (s *Store) restoreTokens() {
+	for _, v := range s.cat.volumes() {
+		v.wHead, v.wLSN = v.head, v.lsn
+		if v.owned {
+			v.wToken, _ = chainStep(viewSecret(&s.sb.Secret, v.base, v.epoch), v.entropy)
+		}
+	}
+}
+
+func (s *Store) countFree() {
+	s.freeSegs = 0
+	for i := range s.segs {
+		if s.segs[i].state == segFree {
+			s.freeSegs++
+		}
+	}
+}
+
+// errEndOfLog is why a logReader stops where no further record verifies.
+var errEndOfLog = errors.New("end of log")

@@ -1,0 +1,274 @@
+package segment
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"cloudfs/segment/device"
+	"cloudfs/segment/extent"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure an open store. The zero value is valid.
+type Options struct {
+	Logger  *slog.Logger          // nil: discard
+	Metrics prometheus.Registerer // nil: no metrics
+	// CheckpointInterval bounds the time between checkpoints (default 30 s);
+	// CheckpointBytes bounds the log written between them (default 256 MiB),
+	// and with it the roll-forward work, so restart time is bounded by the
+	// checkpoint interval, not by the log size.
+	CheckpointInterval time.Duration
+	CheckpointBytes    int64
+	// CleanerRate limits the bytes per second the cleaner reads and rewrites
+	// (default 64 MiB/s; negative: unlimited). The cleaner runs when fewer than
+	// CleanerFreePercent of the segments are free (default 20).
+	CleanerRate        int64
+	CleanerFreePercent int
+	// MaxBatchBytes caps one group commit (default 4 MiB).
+	MaxBatchBytes int
+	// NoBackground disables the checkpoint and cleaner goroutine; tests then
+	// call Checkpoint and Clean themselves.
+	NoBackground bool
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = 30 * time.Second
+	}
+	if o.CheckpointBytes <= 0 {
+		o.CheckpointBytes = 256 << 20
+	}
+	if o.CleanerRate == 0 {
+		o.CleanerRate = 64 << 20
+	}
+	if o.CleanerFreePercent <= 0 {
+		o.CleanerFreePercent = 20
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = 4 << 20
+	}
+}
+
+// FormatOptions configure Format.
+type FormatOptions struct {
+	SegmentSize int64 // default DefaultSegmentSize
+}
+
+// Format writes an empty store on dev: a superblock and two empty checkpoint
+// slots. Everything else on the device is ignored (records of an older store
+// never verify: their checksums are seeded with the old store's uuid).
+func Format(dev device.Device, opts FormatOptions) (*Superblock, error) {
+	if opts.SegmentSize == 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if BlockSize%dev.BlockSize() != 0 {
+		return nil, fmt.Errorf("format: device block size %d does not divide %d", dev.BlockSize(), BlockSize)
+	}
+	sb := &Superblock{Version: FormatVersion, SegmentSize: opts.SegmentSize, DeviceSize: dev.Size(), Created: time.Now().UnixNano()}
+	sb.Segments = (dev.Size() - segmentAreaOff) / opts.SegmentSize
+	if err := sb.validate(SectorSize, BlockSize, segmentAreaOff); err != nil {
+		return nil, fmt.Errorf("format: device of %d bytes with %d-byte segments: %w", dev.Size(), opts.SegmentSize, err)
+	}
+	rand.Read(sb.UUID[:])
+	rand.Read(sb.Secret[:])
+	buf := device.AlignedBuf(3 * BlockSize)
+	copy(buf, sb.Encode()) // slots A and B stay zero: never written
+	if _, err := dev.WriteAt(buf, superblockOff); err != nil {
+		return nil, fmt.Errorf("format: write superblock: %w", err)
+	}
+	if err := dev.Sync(); err != nil {
+		return nil, fmt.Errorf("format: sync: %w", err)
+	}
+	return sb, nil
+}
+
+// Store is one host's log-structured store: many volumes sharing one log.
+// All methods are safe for concurrent use.
+type Store struct {
+	dev  device.Device
+	sb   *Superblock
+	opts Options
+	log  *slog.Logger
+	met  *metrics
+
+	ops     chan *op // to the writer goroutine
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closing atomic.Bool
+	subMu   sync.RWMutex          // submitters hold it shared; Close takes it to drain them
+	failed  atomic.Pointer[error] // set once a device write or sync fails
+	// readOnly: opened by Check; recovery writes nothing.
+	readOnly bool
+
+	// ckptMu serialises checkpoints (background, Close, tests).
+	ckptMu sync.Mutex
+	// cleanMu serialises cleaning passes.
+	cleanMu sync.Mutex
+
+	mu   sync.RWMutex // guards everything below
+	cat  *catalog
+	segs []segInfo
+	w    writerPos // the log's end, including records planned but not yet applied (writer only)
+	// applied is the log position after the last batch applied to the index:
+	// a checkpoint taken now rolls forward from here.
+	applied writerPos
+	// checkpoint bookkeeping
+	ckptGen       uint64          // generation of the newest durable checkpoint
+	ckptSegs      map[uint32]bool // segments holding its body
+	ckptBytes     int64
+	logSinceCkpt  int64
+	lastCkptTime  time.Time
+	pendingFree   int // segments waiting for a checkpoint to become free
+	freeSegs      int
+	cleanerPasses uint64
+}
+
+// writerPos is the append position: a segment and a sector offset in it.
+type writerPos struct {
+	seg   uint32
+	off   int64  // sectors from the segment start; always at a block boundary between batches
+	gseq  uint64 // gseq of the next record
+	segSq uint64 // sequence number of the next segment opened
+}
+
+type segState uint8
+
+const (
+	segFree    segState = iota
+	segActive           // the writer appends here
+	segSealed           // full, ends in a next record
+	segPending          // sealed and empty; free once a newer checkpoint is durable
+)
+
+// segInfo is the accounting of one segment.
+type segInfo struct {
+	state segState
+	seq   uint64 // when it was opened; orders segments by age
+	// live counts the sectors a store needs from this segment: data sectors an
+	// extent map references and the headers of chained records of live volumes.
+	live int64
+	// emptiedAt: for segPending, the checkpoint generation that was newest when
+	// the segment emptied; a checkpoint of a later generation frees it.
+	emptiedAt uint64
+	pins      atomic.Int32 // reads in flight
+}
+
+// volume is the hot state of one volume, guarded by Store.mu, except the fields
+// marked "writer", which only the writer goroutine touches.
+type volume struct {
+	base    ID
+	size    uint64 // bytes
+	created int64
+	parent  *snapshot
+	m       *extent.Map
+	runs    runs // where its chained records are, by lsn
+
+	// committed chain state: what readers and Info see.
+	head    ID
+	entropy ID
+	lsn     uint64
+	epoch   uint64
+	owned   bool
+
+	// hdrs counts this volume's chained record headers per segment.
+	hdrs map[uint32]int32
+
+	// writer: the chain state including records planned but not yet committed.
+	wHead, wToken ID
+	wLSN          uint64
+	wDeleted      bool
+}
+
+// snapshot is the frozen extent map of a volume at one version: branches of
+// that version, and the volume itself, read through it.
+type snapshot struct {
+	version ID
+	owner   ID // the volume whose map this was
+	lsn     uint64
+	m       *extent.Map
+	parent  *snapshot
+	refs    int // volumes and snapshots whose parent this is
+	size    uint64
+}
+
+var errStop = errors.New("segment: stopping")
+
+// Open opens the store on dev, recovers it (newest valid checkpoint, then
+// roll-forward verifying every record), and starts the writer and, unless
+// opts.NoBackground, the checkpoint and cleaner goroutine. The store owns dev
+// until Close.
+func Open(dev device.Device, opts Options) (*Store, error) {
+	opts.setDefaults()
+	s := &Store{dev: dev, opts: opts, stop: make(chan struct{}), ops: make(chan *op, 1024)}
+	s.log = opts.Logger.With("component", "segment")
+	s.met = newMetrics(opts.Metrics)
+	start := time.Now()
+	if err := s.recover(); err != nil {
+		return nil, err
+	}
+	s.log.Info("store opened", "uuid", fmt.Sprintf("%x", s.sb.UUID), "segments", len(s.segs),
+		"volumes", len(s.cat.volumes()), "checkpoint", s.ckptGen, "took", time.Since(start))
+	s.wg.Add(1)
+	go s.writer()
+	if !opts.NoBackground {
+		s.wg.Add(1)
+		go s.background()
+	}
+	return s, nil
+}
+
+// Close stops the background work, writes a checkpoint (so the next open
+// rolls forward nothing) and syncs. Outstanding operations complete first. It
+// does not close the device.
+func (s *Store) Close() error {
+	if s.closing.Swap(true) {
+		return ErrClosed
+	}
+	s.subMu.Lock() // wait for submitters that passed the closing check
+	s.subMu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	if s.failed.Load() != nil {
+		return s.failure()
+	}
+	return s.checkpoint()
+}
+
+// Superblock returns the store's superblock.
+func (s *Store) Superblock() Superblock { return *s.sb }
+
+func (s *Store) failure() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Store) fail(err error) error {
+	err = fmt.Errorf("%w: %w", ErrDeviceFailed, err)
+	if s.failed.CompareAndSwap(nil, &err) {
+		s.log.Error("device failed; store is read-only until reopened", "err", err)
+	}
+	return s.failure()
+}
+
+// addr converts a position in a segment (sectors) to a store sector address.
+func (s *Store) addr(seg uint32, off int64) uint64 {
+	return uint64(segmentAreaOff/SectorSize) + uint64(seg)*uint64(s.sb.SegmentSize/SectorSize) + uint64(off)
+}
+
+// segOf returns the segment holding sector address a.
+func (s *Store) segOf(a uint64) uint32 {
+	return uint32((a - segmentAreaOff/SectorSize) / uint64(s.sb.SegmentSize/SectorSize))
+}
+
+func (s *Store) segSectors() int64 { return s.sb.SegmentSize / SectorSize }

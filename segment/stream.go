@@ -1,0 +1,421 @@
+package segment
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+)
+
+// A stream carries a volume's entries, from a version to the head, between
+// stores: a 512-byte stream header, then records exactly as in the log (the
+// portable part verbatim, local fields zeroed). docs/FORMAT.md "Streams".
+
+var streamMagic = [8]byte{'C', 'F', 'S', 'T', 'R', 'E', 'A', 'M'}
+
+// Position names a version of a volume: the receiver's lsn and version id.
+// The zero Position is "before the volume existed".
+type Position struct {
+	LSN     uint64
+	Version ID
+}
+
+// StreamHeader starts every stream.
+type StreamHeader struct {
+	Base ID
+	From Position // the stream carries the entries after From
+}
+
+// stream header layout, 512 bytes:
+//
+//	off size field
+//	  0    8 magic "CFSTREAM"
+//	  8    4 stream version (1)
+//	 12   20 base
+//	 32    8 from lsn
+//	 40   20 from version
+//	 60  448 zero
+//	508    4 crc32c of [0, 508)
+
+func (sh *StreamHeader) encode() []byte {
+	b := make([]byte, HeaderSize)
+	copy(b, streamMagic[:])
+	binary.LittleEndian.PutUint32(b[8:], 1)
+	copy(b[12:32], sh.Base[:])
+	binary.LittleEndian.PutUint64(b[32:], sh.From.LSN)
+	copy(b[40:60], sh.From.Version[:])
+	binary.LittleEndian.PutUint32(b[508:], crcOf(b[:508]))
+	return b
+}
+
+// DecodeStreamHeader parses the first 512 bytes of a stream.
+func DecodeStreamHeader(b []byte) (*StreamHeader, error) {
+	if len(b) < HeaderSize || [8]byte(b[:8]) != streamMagic {
+		return nil, fmt.Errorf("stream header: bad magic: %w", ErrCorrupt)
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != 1 {
+		return nil, fmt.Errorf("stream header: version %d: %w", v, ErrUnsupportedFormat)
+	}
+	if got, want := crcOf(b[:508]), binary.LittleEndian.Uint32(b[508:]); got != want || !allZero(b[60:508]) {
+		return nil, fmt.Errorf("stream header: crc %08x != %08x: %w", got, want, ErrCorrupt)
+	}
+	sh := &StreamHeader{Base: ID(b[12:32]), From: Position{LSN: binary.LittleEndian.Uint64(b[32:]), Version: ID(b[40:60])}}
+	if (sh.From.LSN == 0) != sh.From.Version.IsZero() {
+		return nil, fmt.Errorf("stream header: lsn %d with version %v: %w", sh.From.LSN, sh.From.Version, ErrCorrupt)
+	}
+	return sh, nil
+}
+
+// StreamStats says what a stream carried.
+type StreamStats struct {
+	Entries int
+	Bytes   int64
+	To      Position
+}
+
+// Stream writes to w the entries of volume base after from, up to the head it
+// has when the call starts. If from names a version this store does not have
+// at that lsn, it returns ErrLink (the histories diverged); if the entries
+// after from were compacted into a gap that starts before from, it returns
+// ErrVersionUnavailable (the receiver needs a full copy).
+func (s *Store) Stream(w io.Writer, base ID, from Position) (StreamStats, error) {
+	s.mu.RLock()
+	v := s.cat.volume(base)
+	if v == nil {
+		s.mu.RUnlock()
+		return StreamStats{}, fmt.Errorf("stream %v: %w", base, ErrNotFound)
+	}
+	head := Position{LSN: v.lsn, Version: v.head}
+	s.mu.RUnlock()
+	st := StreamStats{To: head}
+	if from.LSN > head.LSN {
+		return st, fmt.Errorf("stream %v: from lsn %d beyond head %d: %w", base, from.LSN, head.LSN, ErrLink)
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	sh := StreamHeader{Base: base, From: from}
+	if _, err := bw.Write(sh.encode()); err != nil {
+		return st, err
+	}
+	next := from.LSN + 1
+	for next <= head.LSN || (from.LSN > 0 && next == from.LSN+1) {
+		recs, err := s.entriesFrom(base, from, next, head.LSN)
+		if err != nil {
+			return st, fmt.Errorf("stream %v: %w", base, err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			if err := writeWire(bw, r.h, r.body); err != nil {
+				return st, err
+			}
+			st.Entries++
+			st.Bytes += r.h.Size()
+			next = r.h.LSN + 1
+		}
+	}
+	return st, bw.Flush()
+}
+
+// entriesFrom returns the volume's entries with lsn >= next (up to last) from
+// the segment the run containing next points to, in lsn order, checking the
+// version at from.LSN when that segment holds it.
+func (s *Store) entriesFrom(base ID, from Position, next, last uint64) ([]segRecord, error) {
+	want := next
+	if from.LSN > 0 && next == from.LSN+1 {
+		want = from.LSN // verify the receiver's version first
+	}
+	s.mu.RLock()
+	v := s.cat.volume(base)
+	if v == nil {
+		s.mu.RUnlock()
+		return nil, ErrNotFound
+	}
+	i := v.runs.find(want)
+	if i < 0 {
+		s.mu.RUnlock()
+		return nil, fmt.Errorf("lsn %d is in no segment: %w", want, ErrVersionUnavailable)
+	}
+	rn := v.runs[i]
+	s.segs[rn.seg].pins.Add(1)
+	s.mu.RUnlock()
+	recs, err := s.readVolumeRecords(rn.seg, base)
+	s.segs[rn.seg].pins.Add(-1)
+	if err != nil {
+		return nil, err
+	}
+	var out []segRecord
+	for _, r := range recs {
+		first := r.h.LSN
+		if r.h.Kind == KindGap {
+			first = r.h.FirstLSN
+		}
+		if r.h.LSN < want || first > last {
+			continue
+		}
+		if want == from.LSN && r.h.LSN == from.LSN {
+			if r.h.ID != from.Version {
+				return nil, fmt.Errorf("lsn %d is version %v here, %v there: %w", from.LSN, r.h.ID, from.Version, ErrLink)
+			}
+			continue
+		}
+		if first < next {
+			return nil, fmt.Errorf("lsns %d..%d were compacted into one gap: %w", first, r.h.LSN, ErrVersionUnavailable)
+		}
+		out = append(out, r)
+	}
+	if len(out) == 0 && want == from.LSN {
+		// from's entry checked out (or is the head); continue after it
+		if from.LSN == last {
+			return nil, nil
+		}
+		return s.entriesFrom(base, Position{}, next, last)
+	}
+	if len(out) == 0 || entryFirst(out[0].h) != next {
+		return nil, fmt.Errorf("lsn %d not found in segment %d: %w", next, rn.seg, ErrVersionUnavailable)
+	}
+	// keep only the contiguous prefix from next
+	for k := 1; k < len(out); k++ {
+		if entryFirst(out[k].h) != out[k-1].h.LSN+1 {
+			out = out[:k]
+			break
+		}
+	}
+	return out, nil
+}
+
+func entryFirst(h *Header) uint64 {
+	if h.Kind == KindGap {
+		return h.FirstLSN
+	}
+	return h.LSN
+}
+
+// readVolumeRecords returns the chained records of volume base in segment
+// seg, sorted by lsn.
+func (s *Store) readVolumeRecords(seg uint32, base ID) ([]segRecord, error) {
+	var recs []segRecord
+	all, err := s.readSegmentTail(seg)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range all {
+		if r.h.Kind.chained() && r.h.Base == base {
+			recs = append(recs, r)
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].h.LSN < recs[j].h.LSN })
+	return recs, nil
+}
+
+// readSegmentTail reads the records of a segment: up to its next record if it
+// is sealed, up to the last applied record if it is the active one.
+func (s *Store) readSegmentTail(seg uint32) ([]segRecord, error) {
+	recs, err := s.readSegment(seg)
+	if err == nil {
+		return recs, nil
+	}
+	s.mu.RLock()
+	active, applied := s.segs[seg].state == segActive, s.applied
+	s.mu.RUnlock()
+	if !active || len(recs) == 0 && !errors.Is(err, errEndOfLog) && !errors.Is(err, ErrCorrupt) {
+		return nil, err
+	}
+	// the active segment ends where nothing verifies yet; keep what is applied
+	var out []segRecord
+	for _, r := range recs {
+		if applied.seg != seg || r.addr < s.addr(seg, applied.off) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// writeWire writes a record in the wire format: its portable bytes with the
+// local fields zeroed, then its body.
+func writeWire(w io.Writer, h *Header, body []byte) error {
+	b := make([]byte, HeaderSize)
+	copy(b, recordMagic[:])
+	h.encodePortable(b)
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	_, err := w.Write(body)
+	return err
+}
+
+// ApplyStats says what Apply did.
+type ApplyStats struct {
+	Entries, Skipped int
+	Bytes            int64
+}
+
+// applyChunkBytes bounds the entries Apply verifies before appending them in
+// one all-or-nothing group commit.
+const applyChunkBytes = 64 << 20
+
+// Apply reads a stream and appends its entries to this store, which then has
+// the same version ids as the sender. Every entry is verified (sum, kind,
+// lsn, epoch and chain link) before anything is appended; entries are
+// appended in verified chunks of up to 64 MiB, each all or nothing, so an
+// entry that does not verify leaves the volume at the last good chunk — a
+// version of the sender's history — and returns an error wrapping ErrCorrupt
+// or ErrLink. Entries this store already has are skipped.
+func (s *Store) Apply(r io.Reader) (ApplyStats, error) {
+	var st ApplyStats
+	br := bufio.NewReaderSize(r, 1<<20)
+	hb := make([]byte, HeaderSize)
+	if _, err := io.ReadFull(br, hb); err != nil {
+		return st, fmt.Errorf("apply: stream header: %w", err)
+	}
+	sh, err := DecodeStreamHeader(hb)
+	if err != nil {
+		return st, fmt.Errorf("apply: %w", err)
+	}
+	sv := newShadow(s)
+	for {
+		recs, size, end, err := readChunk(br, sh.Base, sv, &st)
+		if len(recs) > 0 && err == nil {
+			if err := s.run(&op{kind: opApply, recs: recs, sync: true}); err != nil {
+				return st, fmt.Errorf("apply: %w", err)
+			}
+			st.Entries += len(recs)
+			st.Bytes += size
+		}
+		if err != nil {
+			return st, fmt.Errorf("apply: entry %d: %w", st.Entries+st.Skipped+1, err)
+		}
+		if end {
+			return st, nil
+		}
+	}
+}
+
+// readChunk reads and verifies entries up to applyChunkBytes.
+func readChunk(br *bufio.Reader, base ID, sv *shadow, st *ApplyStats) (recs []*rec, size int64, end bool, err error) {
+	for size < applyChunkBytes {
+		hb := make([]byte, HeaderSize)
+		if _, err := io.ReadFull(br, hb); err != nil {
+			if err == io.EOF {
+				return recs, size, true, nil
+			}
+			return nil, 0, false, fmt.Errorf("header: %w: %w", err, ErrCorrupt)
+		}
+		h, err := DecodeWireHeader(hb)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		body := make([]byte, int(h.NBody)*SectorSize)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return nil, 0, false, fmt.Errorf("body of lsn %d: %w: %w", h.LSN, err, ErrCorrupt)
+		}
+		if err := h.checkBody(hb, body); err != nil {
+			return nil, 0, false, err
+		}
+		if h.Base != base {
+			return nil, 0, false, fmt.Errorf("entry of volume %v in a stream of %v: %w", h.Base, base, ErrCorrupt)
+		}
+		skip, err := sv.accept(h)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if skip {
+			st.Skipped++
+			continue
+		}
+		recs = append(recs, &rec{h: *h, body: [][]byte{body}, bodyCRC: crcOf(body)})
+		size += h.Size()
+	}
+	return recs, size, false, nil
+}
+
+// shadow is the chain state Apply verifies against before the writer does it
+// again: the store's, plus what earlier entries of the stream changed.
+type shadow struct {
+	s    *Store
+	vols map[ID]*chainState
+}
+
+type chainState struct {
+	lsn   uint64
+	head  ID
+	epoch uint64
+}
+
+func newShadow(s *Store) *shadow { return &shadow{s: s, vols: map[ID]*chainState{}} }
+
+func (sv *shadow) state(base ID) *chainState {
+	if c := sv.vols[base]; c != nil {
+		return c
+	}
+	sv.s.mu.RLock()
+	defer sv.s.mu.RUnlock()
+	v := sv.s.cat.volume(base)
+	if v == nil {
+		return nil
+	}
+	c := &chainState{lsn: v.lsn, head: v.head, epoch: v.epoch}
+	sv.vols[base] = c
+	return c
+}
+
+// accept verifies h against the chain; skip is set for entries already here.
+func (sv *shadow) accept(h *Header) (skip bool, err error) {
+	c := sv.state(h.Base)
+	switch {
+	case h.Kind == KindCreate || h.Kind == KindBranch:
+		if c != nil {
+			return true, nil
+		}
+		if h.Kind == KindBranch {
+			if _, err := sv.s.branchSource(h.Link); err != nil {
+				return false, err
+			}
+		}
+		sv.vols[h.Base] = &chainState{lsn: 1, head: h.ID, epoch: h.Epoch}
+		return false, nil
+	case c == nil:
+		return false, fmt.Errorf("entry lsn %d of unknown volume %v: %w", h.LSN, h.Base, ErrLink)
+	case h.LSN <= c.lsn:
+		if h.LSN == c.lsn && h.ID != c.head {
+			return false, fmt.Errorf("volume %v lsn %d: version %v here, %v in the stream (fork): %w", h.Base, h.LSN, c.head, h.ID, ErrLink)
+		}
+		return true, nil
+	}
+	if err := checkLink(c.lsn, c.head, c.epoch, h); err != nil {
+		return false, err
+	}
+	c.lsn, c.head, c.epoch = h.LSN, h.ID, h.Epoch
+	return false, nil
+}
+
+// planApply re-verifies an apply op against the writer's view and places it.
+func (s *Store) planApply(b *batch, o *op) error {
+	sv := newShadow(s)
+	sv.s = s
+	for _, r := range o.recs {
+		r.h.LFlags, r.h.Owner, r.h.From = 0, ID{}, 0
+		if c := s.wVolume(r.h.Base); c != nil {
+			sv.vols[r.h.Base] = &chainState{lsn: c.wLSN, head: c.wHead, epoch: c.epoch}
+		}
+	}
+	for _, r := range o.recs {
+		if skip, err := sv.accept(&r.h); err != nil || skip {
+			if err == nil {
+				err = fmt.Errorf("entry lsn %d of %v applied twice: %w", r.h.LSN, r.h.Base, ErrLink)
+			}
+			return err
+		}
+	}
+	if err := s.placeAll(b, o); err != nil {
+		return err
+	}
+	for _, r := range o.recs { // later ops of this batch see these entries
+		if v := s.wVolume(r.h.Base); v != nil {
+			v.wLSN, v.wHead = r.h.LSN, r.h.ID
+		}
+	}
+	return nil
+}

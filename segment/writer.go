@@ -1,0 +1,475 @@
+package segment
+
+import (
+	"fmt"
+	"hash/crc32"
+
+	"cloudfs/segment/device"
+)
+
+type opKind uint8
+
+const (
+	opWrite      opKind = iota // data records built by the caller
+	opFlush                    // no records: the batch syncs
+	opCreate                   // a create record
+	opBranch                   // a branch record of version
+	opDelete                   // a delete record
+	opApply                    // verified entries from another store
+	opRelocate                 // records the cleaner copies
+	opCheckpoint               // checkpoint chunks
+)
+
+// op is one unit of work for the writer. Its records go into the log together
+// or not at all, and done is called once, in log order.
+type op struct {
+	kind    opKind
+	base    ID // the volume (write, create, branch, delete)
+	version ID // branch: the version branched from
+	size    uint64
+	recs    []*rec
+	sync    bool // FUA, flush, metadata: durable before done
+	reserve bool // may use the segments kept for the cleaner and checkpoints
+	done    func(error)
+
+	// results
+	vol  *volume
+	err  error
+	addr uint64 // address of the first record
+}
+
+// rec is a record on its way into the log.
+type rec struct {
+	h       Header
+	body    [][]byte // the body, NBody sectors in all, in pieces
+	bodyCRC uint32
+	addr    uint64 // assigned by the writer
+}
+
+// batch is one group commit: the bytes of consecutive records, written with one
+// device write per segment touched.
+type batch struct {
+	ops     []*op
+	regions []region
+	sync    bool
+	bytes   int64
+}
+
+type region struct {
+	off int64 // device byte offset
+	buf []byte
+}
+
+func (s *Store) writer() {
+	defer s.wg.Done()
+	for {
+		select {
+		case o := <-s.ops:
+			s.commit(s.collect(o))
+		case <-s.stop:
+			for {
+				select {
+				case o := <-s.ops:
+					s.commit(s.collect(o))
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// collect gathers the ops that are already queued behind first, up to
+// MaxBatchBytes: this is the group in group commit.
+func (s *Store) collect(first *op) []*op {
+	ops := []*op{first}
+	n := first.bytes()
+	for n < int64(s.opts.MaxBatchBytes) {
+		select {
+		case o := <-s.ops:
+			ops = append(ops, o)
+			n += o.bytes()
+		default:
+			return ops
+		}
+	}
+	return ops
+}
+
+func (o *op) bytes() int64 {
+	var n int64
+	for _, r := range o.recs {
+		n += r.h.Size()
+	}
+	return n + HeaderSize
+}
+
+// commit plans every op of the batch into the log, writes it, syncs if any op
+// asks for durability, applies the records to the index and acknowledges the
+// ops in log order.
+func (s *Store) commit(ops []*op) {
+	b := &batch{}
+	for _, o := range ops {
+		if err := s.failure(); err != nil {
+			o.err = err
+		} else {
+			o.err = s.plan(b, o)
+		}
+		if o.err == nil {
+			b.ops = append(b.ops, o)
+			b.sync = b.sync || o.sync
+		}
+	}
+	if len(b.ops) > 0 {
+		s.finish(b)
+		if err := s.write(b); err != nil {
+			err = s.fail(err)
+			for _, o := range b.ops {
+				o.err = err
+			}
+		} else {
+			s.applyBatch(b)
+		}
+	}
+	for _, o := range ops {
+		if o.done != nil {
+			o.done(o.err)
+		}
+	}
+}
+
+func (s *Store) write(b *batch) error {
+	for _, r := range b.regions {
+		if _, err := s.dev.WriteAt(r.buf, r.off); err != nil {
+			return fmt.Errorf("write %d bytes at %d: %w", len(r.buf), r.off, err)
+		}
+	}
+	s.met.appendBytes.Add(float64(b.bytes))
+	s.met.batches.Inc()
+	if b.sync {
+		if err := s.dev.Sync(); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+		s.met.syncs.Inc()
+	}
+	return nil
+}
+
+func (s *Store) applyBatch(b *batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range b.ops {
+		for _, r := range o.recs {
+			s.applyRecord(&r.h, r.addr)
+		}
+		if o.kind == opCreate || o.kind == opBranch {
+			o.vol = s.cat.volume(o.recs[0].h.Base)
+		}
+	}
+	s.logSinceCkpt += b.bytes
+	s.applied = s.w
+}
+
+// place appends record r at the log's end, switching segments when it does not
+// fit. The caller has checked that space exists.
+func (s *Store) place(b *batch, r *rec) {
+	size := r.h.Size() / SectorSize
+	// keep one sector for the next record that seals the segment
+	if s.w.off+size > s.segLimit() {
+		s.seal(b)
+	}
+	r.addr = s.addr(s.w.seg, s.w.off)
+	r.h.GSeq = s.w.gseq
+	s.w.gseq++
+	buf := s.grow(b, int(size)*SectorSize)
+	r.h.encode(buf, s.sb.UUID)
+	p := buf[HeaderSize:]
+	for _, piece := range r.body {
+		p = p[copy(p, piece):]
+	}
+	clear(p)
+	s.w.off += size
+	b.bytes += size * SectorSize
+}
+
+// grow returns the next n bytes of the batch's current region, opening a region
+// at the log's end if there is none.
+func (s *Store) grow(b *batch, n int) []byte {
+	if len(b.regions) == 0 || b.regions[len(b.regions)-1].off+int64(len(b.regions[len(b.regions)-1].buf)) != s.addrBytes() {
+		b.regions = append(b.regions, region{off: s.addrBytes(), buf: device.AlignedBuf(0)})
+	}
+	r := &b.regions[len(b.regions)-1]
+	l := len(r.buf)
+	if l+n > cap(r.buf) {
+		nb := device.AlignedBuf(max(2*cap(r.buf), l+n, 256<<10))[:l]
+		copy(nb, r.buf)
+		r.buf = nb
+	}
+	r.buf = r.buf[:l+n]
+	return r.buf[l:]
+}
+
+// segLimit is where records must end in a segment: its last block is kept for
+// the next record that seals it (batches end on block boundaries).
+func (s *Store) segLimit() int64 { return s.segSectors() - BlockSize/SectorSize }
+
+func (s *Store) addrBytes() int64 { return int64(s.addr(s.w.seg, s.w.off)) * SectorSize }
+
+// seal ends the active segment with a next record and continues in a free
+// segment. The caller has checked that one exists.
+func (s *Store) seal(b *batch) {
+	next := s.allocSegment()
+	h := Header{Kind: KindNext, Aux: uint64(next), GSeq: s.w.gseq}
+	s.w.gseq++
+	h.sealSum(0, make([]byte, HeaderSize))
+	buf := s.grow(b, BlockSize-int(s.w.off*SectorSize%BlockSize))
+	h.encode(buf, s.sb.UUID)
+	b.bytes += int64(len(buf))
+	s.mu.Lock()
+	s.segs[s.w.seg].state = segSealed
+	s.maybeEmptyLocked(s.w.seg)
+	s.mu.Unlock()
+	s.w.seg, s.w.off = next, 0
+}
+
+// finish pads the batch to a block boundary with a pad record, so that the
+// next batch starts in a fresh block and no written block is ever rewritten.
+func (s *Store) finish(b *batch) {
+	rem := s.w.off % (BlockSize / SectorSize)
+	if rem == 0 {
+		return
+	}
+	n := BlockSize/SectorSize - rem
+	h := Header{Kind: KindPad, NBody: uint32(n - 1), GSeq: s.w.gseq}
+	s.w.gseq++
+	h.sealSum(0, make([]byte, HeaderSize))
+	buf := s.grow(b, int(n)*SectorSize)
+	h.encode(buf, s.sb.UUID)
+	clear(buf[HeaderSize:])
+	s.w.off += n
+	b.bytes += n * SectorSize
+}
+
+// allocSegment takes a free segment that no read has pinned; the caller has
+// checked that one exists.
+func (s *Store) allocSegment() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.segs {
+		g := &s.segs[i]
+		if g.state == segFree && g.pins.Load() == 0 {
+			g.state, g.seq, g.live = segActive, s.w.segSq, 0
+			s.w.segSq++
+			s.freeSegs--
+			s.met.freeSegments.Set(float64(s.freeSegs))
+			return uint32(i)
+		}
+	}
+	panic("segment: allocSegment without a free segment") // callers check space first
+}
+
+// reserveSegments is how many free segments foreground writes leave for the
+// cleaner and the checkpoint.
+func (s *Store) reserveSegments() int { return 2 + s.ckptSegmentsLocked() }
+
+// fits reports whether records of n sectors in all (each at most maxRec
+// sectors) can be placed, leaving the reserve unless reserve is set.
+func (s *Store) fits(n int64, maxRec int64, reserve bool) bool {
+	s.mu.RLock()
+	free := s.freeSegs
+	if !reserve {
+		free -= s.reserveSegments()
+	}
+	s.mu.RUnlock()
+	room := s.segLimit() - s.w.off // what the active segment still takes
+	if n <= room {
+		return true
+	}
+	// every further segment loses at most one record's worth to fragmentation
+	per := s.segLimit() - maxRec
+	need := (n - max(room-maxRec, 0) + per - 1) / per
+	return int64(free) >= need
+}
+
+// plan validates op o against the writer's view of the chain, fills in the
+// chain fields of its records, and places them in the batch. On error nothing
+// of o is placed and no state changes.
+func (s *Store) plan(b *batch, o *op) error {
+	switch o.kind {
+	case opFlush:
+		return nil
+	case opWrite:
+		return s.planWrite(b, o)
+	case opCreate, opBranch:
+		return s.planNew(b, o)
+	case opDelete:
+		return s.planDelete(b, o)
+	case opApply:
+		return s.planApply(b, o)
+	case opRelocate, opCheckpoint:
+		return s.placeAll(b, o)
+	}
+	return fmt.Errorf("segment: unknown op %d", o.kind)
+}
+
+// placeAll places o's records if they fit.
+func (s *Store) placeAll(b *batch, o *op) error {
+	var n, m int64
+	for _, r := range o.recs {
+		n += r.h.Size() / SectorSize
+		m = max(m, r.h.Size()/SectorSize)
+	}
+	if !s.fits(n, m, o.reserve) {
+		return fmt.Errorf("%d bytes: %w", n*SectorSize, ErrNoSpace)
+	}
+	for _, r := range o.recs {
+		s.place(b, r)
+	}
+	if len(o.recs) > 0 {
+		o.addr = o.recs[0].addr
+	}
+	return nil
+}
+
+// writable returns the volume o writes to, if this store holds its token.
+func (s *Store) writable(base ID) (*volume, error) {
+	v := s.wVolume(base)
+	if v == nil {
+		return nil, fmt.Errorf("volume %v: %w", base, ErrNotFound)
+	}
+	if !v.owned {
+		return nil, fmt.Errorf("volume %v: %w", base, ErrReadOnly)
+	}
+	return v, nil
+}
+
+// wVolume looks a volume up as the writer sees it: deleted volumes are gone
+// even before their delete record is applied.
+func (s *Store) wVolume(base ID) *volume {
+	s.mu.RLock()
+	v := s.cat.volume(base)
+	s.mu.RUnlock()
+	if v == nil || v.wDeleted {
+		return nil
+	}
+	return v
+}
+
+func (s *Store) planWrite(b *batch, o *op) error {
+	v, err := s.writable(o.base)
+	if err != nil {
+		return err
+	}
+	last := o.recs[len(o.recs)-1].h
+	if last.LBA+uint64(last.NSect) > v.size/SectorSize {
+		return fmt.Errorf("volume %v: write to sector %d of %d: %w", v.base, last.LBA+uint64(last.NSect), v.size/SectorSize, ErrOutOfRange)
+	}
+	for _, r := range o.recs {
+		r.h.Base, r.h.Epoch = v.base, v.epoch
+	}
+	if err := s.placeChained(b, o, v); err != nil {
+		return err
+	}
+	return nil
+}
+
+// placeChained links o's records onto v's chain with v's token, then places them.
+func (s *Store) placeChained(b *batch, o *op, v *volume) error {
+	var n, m int64
+	for _, r := range o.recs {
+		n += r.h.Size() / SectorSize
+		m = max(m, r.h.Size()/SectorSize)
+	}
+	if !s.fits(n, m, o.reserve) {
+		return fmt.Errorf("volume %v: %d bytes: %w", v.base, n*SectorSize, ErrNoSpace)
+	}
+	scratch := make([]byte, HeaderSize)
+	secret := viewSecret(&s.sb.Secret, v.base, v.epoch)
+	for _, r := range o.recs {
+		r.h.LSN, r.h.Link = v.wLSN+1, v.wToken
+		v.wToken, v.wHead = s.seal1(&r.h, r.bodyCRC, secret, scratch)
+		v.wLSN++
+		s.place(b, r)
+	}
+	o.addr = o.recs[0].addr
+	return nil
+}
+
+// seal1 computes a record's entropy, token and id, and its sum.
+func (s *Store) seal1(h *Header, bodyCRC uint32, secret ID, scratch []byte) (token, id ID) {
+	h.Entropy = h.entropyOf(bodyCRC, scratch)
+	token, h.ID = chainStep(secret, h.Entropy)
+	h.sealSum(bodyCRC, scratch)
+	return token, h.ID
+}
+
+// planNew plans a create or branch record: a new volume whose token this
+// store holds.
+func (s *Store) planNew(b *batch, o *op) error {
+	r := o.recs[0]
+	h := &r.h
+	h.LSN, h.Epoch, h.LFlags = 1, 1, lflagOwned
+	if o.kind == opBranch {
+		src, err := s.branchSource(o.version)
+		if err != nil {
+			return err
+		}
+		h.Kind, h.Link, h.Source, h.Aux = KindBranch, o.version, src.base, src.size
+	} else {
+		h.Kind, h.Aux = KindCreate, o.size
+	}
+	if !s.fits(1, 1, false) {
+		return fmt.Errorf("new volume: %w", ErrNoSpace)
+	}
+	secret := viewSecret(&s.sb.Secret, h.Base, h.Epoch)
+	s.seal1(h, 0, secret, make([]byte, HeaderSize))
+	s.place(b, r)
+	o.addr = r.addr
+	return nil
+}
+
+// branchSource finds what a branch of version would read through: a volume
+// whose head (as the writer sees it) is version, or a retained snapshot.
+type branchSrc struct {
+	base ID
+	size uint64
+}
+
+func (s *Store) branchSource(version ID) (branchSrc, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, v := range s.cat.volumes() {
+		if v.wHead == version && !v.wDeleted {
+			return branchSrc{v.base, v.size}, nil
+		}
+	}
+	if sn := s.cat.snapshot(version); sn != nil {
+		return branchSrc{sn.owner, sn.size}, nil
+	}
+	return branchSrc{}, fmt.Errorf("branch of %v: not the head of a volume nor a retained snapshot: %w", version, ErrVersionUnavailable)
+}
+
+func (s *Store) planDelete(b *batch, o *op) error {
+	v := s.wVolume(o.base)
+	if v == nil {
+		return fmt.Errorf("volume %v: %w", o.base, ErrNotFound)
+	}
+	if !s.fits(1, 1, true) {
+		return fmt.Errorf("delete: %w", ErrNoSpace)
+	}
+	r := o.recs[0]
+	r.h.Kind, r.h.Base = KindDelete, o.base
+	r.h.sealSum(0, make([]byte, HeaderSize))
+	v.wDeleted = true
+	s.place(b, r)
+	return nil
+}
+
+// bodyCRC returns the crc32c of a body given in pieces.
+func bodyCRC(pieces [][]byte) uint32 {
+	var c uint32
+	for _, p := range pieces {
+		c = crc32.Update(c, crcTable, p)
+	}
+	return c
+}
