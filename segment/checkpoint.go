@@ -19,6 +19,8 @@ var ckptMagic = [8]byte{'C', 'F', 'C', 'K', 'B', 'O', 'D', 'Y'}
 // Checkpoint writes a checkpoint now. It is safe to call at any time; the
 // background goroutine calls it every CheckpointInterval or CheckpointBytes.
 func (s *Store) Checkpoint() error {
+	s.subMu.RLock()
+	defer s.subMu.RUnlock()
 	if s.closing.Load() {
 		return ErrClosed
 	}
@@ -65,9 +67,9 @@ func (s *Store) checkpoint() error {
 func (s *Store) runInternal(o *op) error {
 	ch := make(chan error, 1)
 	o.done = func(err error) { ch <- err }
-	if s.closing.Load() {
-		// The writer has stopped (Close waits for it before its checkpoint):
-		// commit in this goroutine, which is then the only writer.
+	if s.writerGone {
+		// Close's final checkpoint: the writer has exited, so this goroutine
+		// is the only one writing.
 		s.commit([]*op{o})
 	} else {
 		s.ops <- o

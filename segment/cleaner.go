@@ -17,12 +17,12 @@ import (
 
 // background runs checkpoints and the cleaner until the store closes.
 func (s *Store) background() {
-	defer s.wg.Done()
+	defer s.bgWG.Done()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-s.stopBg:
 			return
 		case <-t.C:
 		}
@@ -38,7 +38,7 @@ func (s *Store) background() {
 			}
 		}
 		if low {
-			if _, err := s.Clean(1); err != nil {
+			if _, err := s.clean(1); err != nil {
 				s.log.Warn("cleaner", "err", err)
 			}
 		}
@@ -59,6 +59,15 @@ type CleanResult struct {
 // data, skipping those that are nearly full. It returns what it did; the
 // emptied segments are free after the next checkpoint.
 func (s *Store) Clean(n int) (CleanResult, error) {
+	s.subMu.RLock()
+	defer s.subMu.RUnlock()
+	if s.closing.Load() {
+		return CleanResult{}, ErrClosed
+	}
+	return s.clean(n)
+}
+
+func (s *Store) clean(n int) (CleanResult, error) {
 	s.cleanMu.Lock()
 	defer s.cleanMu.Unlock()
 	var res CleanResult
@@ -84,7 +93,7 @@ func (s *Store) throttle(bytes int64) {
 	}
 	select {
 	case <-time.After(time.Duration(bytes * int64(time.Second) / s.opts.CleanerRate)):
-	case <-s.stop:
+	case <-s.stopBg:
 	}
 }
 
@@ -139,6 +148,7 @@ type segRecord struct {
 }
 
 // readSegment returns the records of a sealed segment, up to its next record.
+// On error it also returns the records before the one that failed.
 func (s *Store) readSegment(seg uint32) ([]segRecord, error) {
 	r := s.newLogReader(s.addr(seg, 0), 0)
 	first := true
@@ -158,7 +168,7 @@ func (s *Store) readSegment(seg uint32) ([]segRecord, error) {
 		}
 		h, body, addr, err := r.next()
 		if err != nil {
-			return nil, fmt.Errorf("sealed segment %d: %w", seg, err)
+			return out, fmt.Errorf("segment %d: %w", seg, err)
 		}
 		if h.Kind == KindNext {
 			return out, nil
@@ -206,57 +216,59 @@ func (s *Store) dataOwner(h *Header, addr uint64) ID {
 	if h.Kind != KindData {
 		return ID{}
 	}
-	maps := []struct {
-		id ID
-		m  *extent.Map
-	}{}
+	type cand struct {
+		id    ID
+		m     *extent.Map
+		masks bool // zeros are kept as zero extents (a parent lies below)
+	}
+	var maps []cand
 	if v := s.cat.volume(h.Base); v != nil {
-		maps = append(maps, struct {
-			id ID
-			m  *extent.Map
-		}{v.base, v.m})
+		maps = append(maps, cand{v.base, v.m, v.parent != nil})
 	}
 	for _, sn := range s.cat.ownedSnapshots(h.Base) {
-		maps = append(maps, struct {
-			id ID
-			m  *extent.Map
-		}{sn.version, sn.m})
+		maps = append(maps, cand{sn.version, sn.m, sn.parent != nil})
 	}
 	for _, mm := range maps {
-		if referencesRecord(mm.m, h, addr) {
+		if referencesRecord(mm.m, mm.masks, h, addr) {
 			return mm.id
 		}
 	}
 	return ID{}
 }
 
-// referencesRecord reports whether m maps any present sector of h to its place
-// in the record at addr, or (zero records) still reads h's extent as zeros
-// masked explicitly.
-func referencesRecord(m *extent.Map, h *Header, addr uint64) bool {
-	if h.Flags&FlagZero != 0 {
-		found := false
-		m.Lookup(h.LBA, uint64(h.NSect), func(r extent.Run) bool {
-			found = r.Kind == extent.Zeroed
-			return !found
-		})
-		return found
+// referencesRecord reports whether m still needs the record at addr: it maps
+// a present sector of h to its place in the record, or a sector h zeroed
+// still reads as zeros in m. The zero test cannot tell h's zeros from a later
+// write's, so it keeps some dead records: a gap must never stand for an entry
+// whose zeros a replica catching up would still need.
+func referencesRecord(m *extent.Map, masks bool, h *Header, addr uint64) bool {
+	zeroKind := extent.Unmapped
+	if masks {
+		zeroKind = extent.Zeroed
 	}
 	found := false
 	body := addr + 1
-	forRuns(h, func(i, n int, present bool) {
-		if !present || found {
-			if present {
-				body += uint64(n)
-			}
-			return
-		}
-		lba := h.LBA + uint64(i)
-		m.Lookup(lba, uint64(n), func(r extent.Run) bool {
-			found = r.Kind == extent.Mapped && r.Addr == body+(r.LBA-lba)
+	check := func(lba, n uint64, want extent.Kind, at uint64) {
+		m.Lookup(lba, n, func(r extent.Run) bool {
+			found = r.Kind == want && (want != extent.Mapped || r.Addr == at+(r.LBA-lba))
 			return !found
 		})
-		body += uint64(n)
+	}
+	if h.Flags&FlagZero != 0 {
+		check(h.LBA, uint64(h.NSect), zeroKind, 0)
+		return found
+	}
+	forRuns(h, func(i, n int, present bool) {
+		if !found {
+			if present {
+				check(h.LBA+uint64(i), uint64(n), extent.Mapped, body)
+			} else {
+				check(h.LBA+uint64(i), uint64(n), zeroKind, 0)
+			}
+		}
+		if present {
+			body += uint64(n)
+		}
 	})
 	return found
 }

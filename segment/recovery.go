@@ -174,13 +174,20 @@ func (s *Store) rollForward() (int, error) {
 	}
 }
 
-// rollToSegment moves roll-forward into segment seg, which must be free.
+// rollToSegment moves roll-forward into segment seg, which must be free, or
+// pending: emptied by records replayed since the checkpoint, it was freed in
+// the live run once that checkpoint became durable, and then reused. (The
+// gseq of its first record shows whether it really continues the log.)
 func (s *Store) rollToSegment(seg uint32) error {
-	if int(seg) >= len(s.segs) || s.segs[seg].state != segFree {
+	if int(seg) >= len(s.segs) || seg == s.applied.seg || s.segs[seg].state != segFree && s.segs[seg].state != segPending {
 		return fmt.Errorf("next segment %d: %w", seg, ErrCorrupt)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.segs[seg].state == segPending {
+		s.pendingFree--
+		s.freeSegs++
+	}
 	cur := &s.segs[s.applied.seg]
 	cur.state = segSealed
 	s.maybeEmptyLocked(s.applied.seg)

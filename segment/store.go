@@ -100,12 +100,16 @@ type Store struct {
 	log  *slog.Logger
 	met  *metrics
 
-	ops     chan *op // to the writer goroutine
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	closing atomic.Bool
-	subMu   sync.RWMutex          // submitters hold it shared; Close takes it to drain them
-	failed  atomic.Pointer[error] // set once a device write or sync fails
+	ops    chan *op      // to the writer goroutine
+	stopBg chan struct{} // closed first: the background goroutine stops
+	stop   chan struct{} // closed once it has: the writer drains and stops
+	bgWG   sync.WaitGroup
+	wg     sync.WaitGroup
+	// writerGone: the writer has exited; internal ops commit in the caller.
+	writerGone bool
+	closing    atomic.Bool
+	subMu      sync.RWMutex          // submitters hold it shared; Close takes it to drain them
+	failed     atomic.Pointer[error] // set once a device write or sync fails
 	// readOnly: opened by Check; recovery writes nothing.
 	readOnly bool
 
@@ -208,7 +212,7 @@ var errStop = errors.New("segment: stopping")
 // until Close.
 func Open(dev device.Device, opts Options) (*Store, error) {
 	opts.setDefaults()
-	s := &Store{dev: dev, opts: opts, stop: make(chan struct{}), ops: make(chan *op, 1024)}
+	s := &Store{dev: dev, opts: opts, stop: make(chan struct{}), stopBg: make(chan struct{}), ops: make(chan *op, 1024)}
 	s.log = opts.Logger.With("component", "segment")
 	s.met = newMetrics(opts.Metrics)
 	start := time.Now()
@@ -220,7 +224,7 @@ func Open(dev device.Device, opts Options) (*Store, error) {
 	s.wg.Add(1)
 	go s.writer()
 	if !opts.NoBackground {
-		s.wg.Add(1)
+		s.bgWG.Add(1)
 		go s.background()
 	}
 	return s, nil
@@ -233,10 +237,13 @@ func (s *Store) Close() error {
 	if s.closing.Swap(true) {
 		return ErrClosed
 	}
-	s.subMu.Lock() // wait for submitters that passed the closing check
+	s.subMu.Lock() // wait for submitters, Checkpoint and Clean calls in flight
 	s.subMu.Unlock()
+	close(s.stopBg) // the background's last ops still go through the writer
+	s.bgWG.Wait()
 	close(s.stop)
 	s.wg.Wait()
+	s.writerGone = true
 	if s.failed.Load() != nil {
 		return s.failure()
 	}

@@ -220,7 +220,7 @@ func (s *Store) readSegmentTail(seg uint32) ([]segRecord, error) {
 	s.mu.RLock()
 	active, applied := s.segs[seg].state == segActive, s.applied
 	s.mu.RUnlock()
-	if !active || len(recs) == 0 && !errors.Is(err, errEndOfLog) && !errors.Is(err, ErrCorrupt) {
+	if !active || !errors.Is(err, errEndOfLog) && !errors.Is(err, ErrCorrupt) {
 		return nil, err
 	}
 	// the active segment ends where nothing verifies yet; keep what is applied

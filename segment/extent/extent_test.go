@@ -427,7 +427,7 @@ func (s *sim) step() string {
 // dataAddr picks a fresh address, or half the time one that continues the
 // data mapped just before lba so that merges happen.
 func (s *sim) dataAddr(lba, n uint64) uint64 {
-	if prev, ok := s.md[lba-1]; ok && !prev.zero && lba > 0 && s.rng.IntN(2) == 0 {
+	if prev, ok := s.md[lba-1]; lba > 0 && ok && !prev.zero && s.rng.IntN(2) == 0 {
 		return prev.addr + 1
 	}
 	a := s.next
