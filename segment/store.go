@@ -2,7 +2,6 @@ package segment
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -118,22 +117,22 @@ type Store struct {
 	// cleanMu serialises cleaning passes.
 	cleanMu sync.Mutex
 
-	mu   sync.RWMutex // guards everything below
-	cat  *catalog
-	segs []segInfo
-	w    writerPos // the log's end, including records planned but not yet applied (writer only)
+	mu    sync.RWMutex // guards everything below
+	cat   *catalog
+	segs  []segInfo
+	w     writerPos // the log's end, including records planned but not yet applied (writer only)
+	spare [][]byte  // batch buffers to reuse (writer only)
 	// applied is the log position after the last batch applied to the index:
 	// a checkpoint taken now rolls forward from here.
 	applied writerPos
 	// checkpoint bookkeeping
-	ckptGen       uint64          // generation of the newest durable checkpoint
-	ckptSegs      map[uint32]bool // segments holding its body
-	ckptBytes     int64
-	logSinceCkpt  int64
-	lastCkptTime  time.Time
-	pendingFree   int // segments waiting for a checkpoint to become free
-	freeSegs      int
-	cleanerPasses uint64
+	ckptGen      uint64          // generation of the newest durable checkpoint
+	ckptSegs     map[uint32]bool // segments holding its body
+	ckptBytes    int64
+	logSinceCkpt int64
+	lastCkptTime time.Time
+	pendingFree  int // segments waiting for a checkpoint to become free
+	freeSegs     int
 }
 
 // writerPos is the append position: a segment and a sector offset in it.
@@ -204,8 +203,6 @@ type snapshot struct {
 	size    uint64
 }
 
-var errStop = errors.New("segment: stopping")
-
 // Open opens the store on dev, recovers it (newest valid checkpoint, then
 // roll-forward verifying every record), and starts the writer and, unless
 // opts.NoBackground, the checkpoint and cleaner goroutine. The store owns dev
@@ -237,8 +234,10 @@ func (s *Store) Close() error {
 	if s.closing.Swap(true) {
 		return ErrClosed
 	}
-	s.subMu.Lock() // wait for submitters, Checkpoint and Clean calls in flight
-	s.subMu.Unlock()
+	// Wait for submitters, Checkpoint and Clean calls in flight; later ones
+	// see closing once Close returns.
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
 	close(s.stopBg) // the background's last ops still go through the writer
 	s.bgWG.Wait()
 	close(s.stop)

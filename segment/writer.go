@@ -131,6 +131,7 @@ func (s *Store) commit(ops []*op) {
 			s.applyBatch(b)
 		}
 	}
+	s.recycle(b)
 	for _, o := range ops {
 		if o.done != nil {
 			o.done(o.err)
@@ -196,7 +197,7 @@ func (s *Store) place(b *batch, r *rec) {
 // at the log's end if there is none.
 func (s *Store) grow(b *batch, n int) []byte {
 	if len(b.regions) == 0 || b.regions[len(b.regions)-1].off+int64(len(b.regions[len(b.regions)-1].buf)) != s.addrBytes() {
-		b.regions = append(b.regions, region{off: s.addrBytes(), buf: device.AlignedBuf(0)})
+		b.regions = append(b.regions, region{off: s.addrBytes(), buf: s.takeBuf()})
 	}
 	r := &b.regions[len(b.regions)-1]
 	l := len(r.buf)
@@ -212,6 +213,27 @@ func (s *Store) grow(b *batch, n int) []byte {
 // segLimit is where records must end in a segment: its last block is kept for
 // the next record that seals it (batches end on block boundaries).
 func (s *Store) segLimit() int64 { return s.segSectors() - BlockSize/SectorSize }
+
+// takeBuf returns an empty aligned buffer for a batch region, reusing those of
+// earlier batches: the writer allocates nothing per batch in steady state.
+func (s *Store) takeBuf() []byte {
+	if n := len(s.spare); n > 0 {
+		b := s.spare[n-1]
+		s.spare = s.spare[:n-1]
+		return b[:0]
+	}
+	return device.AlignedBuf(1 << 20)[:0]
+}
+
+// recycle keeps a finished batch's buffers for the next ones (at most four,
+// of at most 16 MiB: a checkpoint's big region is not kept).
+func (s *Store) recycle(b *batch) {
+	for _, r := range b.regions {
+		if len(s.spare) < 4 && cap(r.buf) <= 16<<20 {
+			s.spare = append(s.spare, r.buf)
+		}
+	}
+}
 
 func (s *Store) addrBytes() int64 { return int64(s.addr(s.w.seg, s.w.off)) * SectorSize }
 

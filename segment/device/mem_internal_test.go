@@ -32,26 +32,36 @@ func TestMemMemory(t *testing.T) {
 	for i := range buf {
 		buf[i] = 0x77
 	}
-	m.WriteAt(buf, 1<<30)
+	if _, err := m.WriteAt(buf, 1<<30); err != nil {
+		t.Fatal(err)
+	}
 	if got, want := m.allocatedChunks(), (1<<20)/memChunkSize; got != want {
 		t.Errorf("after a 1 MiB write: %d chunks allocated, want %d", got, want)
 	}
 	if got := m.savedBytes(); got != 0 {
 		t.Errorf("after a first write over zeros: %d bytes saved, want 0", got)
 	}
-	m.WriteAt(buf[:8192], 1<<30)
+	if _, err := m.WriteAt(buf[:8192], 1<<30); err != nil {
+		t.Fatal(err)
+	}
 	if got := m.savedBytes(); got != 0 {
 		t.Errorf("after rewriting blocks already written this epoch: %d bytes saved, want 0", got)
 	}
-	m.Sync()
+	if err := m.Sync(); err != nil {
+		t.Fatal(err)
+	}
 	if len(m.unsynced) != 0 {
 		t.Errorf("after Sync: %d unsynced blocks tracked, want 0", len(m.unsynced))
 	}
-	m.WriteAt(buf[:8192], 1<<30)
+	if _, err := m.WriteAt(buf[:8192], 1<<30); err != nil {
+		t.Fatal(err)
+	}
 	if got := m.savedBytes(); got != 8192 {
 		t.Errorf("after overwriting synced data: %d bytes saved, want 8192", got)
 	}
-	m.Sync()
+	if err := m.Sync(); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Discard(1<<30, 1<<20); err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,9 @@ func TestFailedWriteWritesNothing(t *testing.T) {
 		t.Fatalf("WriteAt = %d, %v, want 0, ErrInjected", n, err)
 	}
 	buf := device.AlignedBuf(bs)
-	m.ReadAt(buf, 0)
+	if _, err := m.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.Equal(buf, make([]byte, bs)) {
 		t.Errorf("failed write reached the device")
 	}
@@ -177,7 +179,9 @@ func TestTornInvalid(t *testing.T) {
 		t.Errorf("torn out-of-range WriteAt = %v, want ErrOutOfRange", err)
 	}
 	got := make([]byte, bs)
-	m.ReadAt(got, m.Size()-bs)
+	if _, err := m.ReadAt(got, m.Size()-bs); err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.Equal(got, make([]byte, bs)) {
 		t.Errorf("torn out-of-range write landed data")
 	}
@@ -240,12 +244,16 @@ func TestConcurrent(t *testing.T) {
 // without discard support.
 func TestDiscard(t *testing.T) {
 	m := newMem()
-	m.WriteAt(block('x'), 0)
+	if _, err := m.WriteAt(block('x'), 0); err != nil {
+		t.Fatal(err)
+	}
 	if err := faultdev.Wrap(m).Discard(0, bs); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, bs)
-	m.ReadAt(got, 0)
+	if _, err := m.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.Equal(got, make([]byte, bs)) {
 		t.Errorf("Discard did not reach the Mem")
 	}

@@ -1,0 +1,18 @@
+// Package bench will hold cloudfs's benchmarks: Benchmark functions written
+// with b.Loop, fio job files, and the harness that runs them and prints each
+// result as a ratio against the same machine's raw device or network, for the
+// targets in DESIGN.md §9. Ratios measured in one run are what count; single
+// times are not compared against fixed numbers.
+//
+// # Status
+//
+// There is no code here yet. The harness goes in bench/cloudfs-bench (what
+// "make bench" runs); each part of cloudfs brings its benchmarks as it
+// arrives.
+//
+// # Rules
+//
+// bench may import any cloudfs package except cmd, testenv included. Nothing
+// outside tests imports bench, and timed assertions belong here, never in
+// the test suite. deps_test.go at the repository root checks the imports.
+package bench
