@@ -153,9 +153,15 @@ func (s *Store) encodeCheckpointLocked(gen uint64, replay writerPos) []byte {
 	e.u32(uint32(len(s.segs)))
 	for i := range s.segs {
 		g := &s.segs[i]
-		e.u8(uint8(g.state))
+		state, live := g.state, g.live
+		if g.state != segFree && g.seq >= replay.segSq {
+			// allocated by a batch planned after the replay position: as of
+			// that position it is free, and roll-forward allocates it again
+			state, live = segFree, 0
+		}
+		e.u8(uint8(state))
 		e.u64(g.seq)
-		e.u64(uint64(g.live))
+		e.u64(uint64(live))
 		e.u64(g.emptiedAt)
 	}
 	snaps := snapshotsParentsFirst(s.cat.snapshots())

@@ -24,6 +24,9 @@ func (s *Store) background() {
 		select {
 		case <-s.stopBg:
 			return
+		case <-s.kick:
+			s.reclaim()
+			continue
 		case <-t.C:
 		}
 		s.mu.RLock()
@@ -43,6 +46,33 @@ func (s *Store) background() {
 			}
 		}
 	}
+}
+
+// reclaim answers the writer's kick: checkpoint (freeing pending segments),
+// clean if that is not enough, checkpoint again, and tell the writer whether
+// anything was freed.
+func (s *Store) reclaim() {
+	s.mu.RLock()
+	before := s.freeSegs
+	s.mu.RUnlock()
+	if err := s.checkpoint(); err != nil {
+		s.log.Error("checkpoint", "err", err)
+	}
+	s.mu.RLock()
+	low := s.freeSegs <= s.reserveSegments()
+	s.mu.RUnlock()
+	if low {
+		if _, err := s.clean(4); err != nil {
+			s.log.Warn("cleaner", "err", err)
+		}
+		if err := s.checkpoint(); err != nil {
+			s.log.Error("checkpoint", "err", err)
+		}
+	}
+	s.mu.RLock()
+	after := s.freeSegs
+	s.mu.RUnlock()
+	s.ops <- &op{kind: opRetry, progress: after > before}
 }
 
 func (s *Store) lowOnSpaceLocked() bool {
@@ -102,6 +132,10 @@ func (s *Store) throttle(bytes int64) {
 func (s *Store) victims(n int) []uint32 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.victimsLocked(n)
+}
+
+func (s *Store) victimsLocked(n int) []uint32 {
 	var cand []uint32
 	limit := s.segSectors() * 9 / 10
 	for i := range s.segs {

@@ -65,7 +65,8 @@ func (r *logReader) bytes(a uint64, n int) ([]byte, error) {
 	seg := r.s.segOf(a)
 	start := a &^ (BlockSize/SectorSize - 1)
 	segEnd := r.s.addr(seg, r.s.segSectors())
-	size := min(uint64(max(n+BlockSize, 1<<20)), (segEnd-start)*SectorSize)
+	// whole blocks (O_DIRECT), at least 1 MiB, never past the segment's end
+	size := min(roundUp(uint64(max(n+BlockSize, 1<<20)), BlockSize), (segEnd-start)*SectorSize)
 	if cap(r.buf) < int(size) {
 		r.buf = device.AlignedBuf(int(max(size, 1<<20)))
 	}
@@ -81,5 +82,7 @@ func (r *logReader) bytes(a uint64, n int) ([]byte, error) {
 	}
 	return r.buf[off : off+uint64(n)], nil
 }
+
+func roundUp(n, m uint64) uint64 { return (n + m - 1) / m * m }
 
 func crcOf(b []byte) uint32 { return crc32.Checksum(b, crcTable) }

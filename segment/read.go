@@ -3,6 +3,7 @@ package segment
 import (
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"cloudfs/segment/device"
 	"cloudfs/segment/extent"
@@ -78,16 +79,31 @@ func resolve(m *extent.Map, parent *snapshot, lba uint64, dst []byte, out *[]pie
 
 var bouncePool = sync.Pool{New: func() any { b := device.AlignedBuf(1 << 20); return &b }}
 
-// readPieces reads every piece from the device, each through an aligned
-// bounce buffer (the device may require O_DIRECT alignment; dst need not be).
+// readPieces reads every piece from the device: straight into dst when dst
+// meets the device's alignment (O_DIRECT), else through an aligned bounce
+// buffer.
 func (s *Store) readPieces(pieces []piece) error {
 	align := int64(s.dev.BlockSize())
-	bp := bouncePool.Get().(*[]byte)
-	defer bouncePool.Put(bp)
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			bouncePool.Put(bp)
+		}
+	}()
 	for _, pc := range pieces {
 		if pc.zero {
 			clear(pc.dst)
 			continue
+		}
+		off := int64(pc.addr) * SectorSize
+		if off%align == 0 && int64(len(pc.dst))%align == 0 && uintptr(unsafe.Pointer(&pc.dst[0]))%uintptr(align) == 0 {
+			if _, err := s.dev.ReadAt(pc.dst, off); err != nil {
+				return err
+			}
+			continue
+		}
+		if bp == nil {
+			bp = bouncePool.Get().(*[]byte)
 		}
 		for done := 0; done < len(pc.dst); {
 			off := int64(pc.addr)*SectorSize + int64(done)

@@ -25,6 +25,16 @@ func (r runs) find(lsn uint64) int {
 // add records that the records first..last are in seg, replacing whatever
 // the runs said about those lsns (the cleaner moves records).
 func (r *runs) add(first, last uint64, seg uint32) {
+	// The common case, an append after the last run, without the general
+	// path's rebuild.
+	if n := len(*r); n == 0 || (*r)[n-1].last < first {
+		if n > 0 && (*r)[n-1].seg == seg && (*r)[n-1].last+1 == first {
+			(*r)[n-1].last = last
+		} else {
+			*r = append(*r, run{first: first, last: last, seg: seg})
+		}
+		return
+	}
 	r.remove(first, last)
 	rs := *r
 	i := sort.Search(len(rs), func(i int) bool { return rs[i].first > last })

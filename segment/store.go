@@ -117,11 +117,13 @@ type Store struct {
 	// cleanMu serialises cleaning passes.
 	cleanMu sync.Mutex
 
-	mu    sync.RWMutex // guards everything below
-	cat   *catalog
-	segs  []segInfo
-	w     writerPos // the log's end, including records planned but not yet applied (writer only)
-	spare [][]byte  // batch buffers to reuse (writer only)
+	mu     sync.RWMutex // guards everything below
+	cat    *catalog
+	segs   []segInfo
+	w      writerPos     // the log's end, including records planned but not yet applied (writer only)
+	spare  [][]byte      // batch buffers to reuse (writer only)
+	parked []*op         // ops waiting for space (writer only)
+	kick   chan struct{} // the writer asks the background to reclaim space
 	// applied is the log position after the last batch applied to the index:
 	// a checkpoint taken now rolls forward from here.
 	applied writerPos
@@ -209,7 +211,7 @@ type snapshot struct {
 // until Close.
 func Open(dev device.Device, opts Options) (*Store, error) {
 	opts.setDefaults()
-	s := &Store{dev: dev, opts: opts, stop: make(chan struct{}), stopBg: make(chan struct{}), ops: make(chan *op, 1024)}
+	s := &Store{dev: dev, opts: opts, stop: make(chan struct{}), stopBg: make(chan struct{}), ops: make(chan *op, 1024), kick: make(chan struct{}, 1)}
 	s.log = opts.Logger.With("component", "segment")
 	s.met = newMetrics(opts.Metrics)
 	start := time.Now()

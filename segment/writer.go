@@ -1,8 +1,11 @@
 package segment
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"sync"
 
 	"cloudfs/segment/device"
 )
@@ -18,19 +21,21 @@ const (
 	opApply                    // verified entries from another store
 	opRelocate                 // records the cleaner copies
 	opCheckpoint               // checkpoint chunks
+	opRetry                    // from the background: space was reclaimed (or not); retry parked ops
 )
 
 // op is one unit of work for the writer. Its records go into the log together
 // or not at all, and done is called once, in log order.
 type op struct {
-	kind    opKind
-	base    ID // the volume (write, create, branch, delete)
-	version ID // branch: the version branched from
-	size    uint64
-	recs    []*rec
-	sync    bool // FUA, flush, metadata: durable before done
-	reserve bool // may use the segments kept for the cleaner and checkpoints
-	done    func(error)
+	kind     opKind
+	base     ID // the volume (write, create, branch, delete)
+	version  ID // branch: the version branched from
+	size     uint64
+	recs     []*rec
+	sync     bool // FUA, flush, metadata: durable before done
+	reserve  bool // may use the segments kept for the cleaner and checkpoints
+	progress bool // opRetry: the background freed space
+	done     func(error)
 
 	// results
 	vol  *volume
@@ -51,6 +56,7 @@ type rec struct {
 type batch struct {
 	ops     []*op
 	regions []region
+	sealed  []uint32 // segments this batch seals; they turn sealed when it is applied
 	sync    bool
 	bytes   int64
 }
@@ -72,6 +78,7 @@ func (s *Store) writer() {
 				case o := <-s.ops:
 					s.commit(s.collect(o))
 				default:
+					s.failParked(ErrClosed)
 					return
 				}
 			}
@@ -108,13 +115,24 @@ func (o *op) bytes() int64 {
 // asks for durability, applies the records to the index and acknowledges the
 // ops in log order.
 func (s *Store) commit(ops []*op) {
+	ops = s.unpark(ops)
 	b := &batch{}
+	var acked []*op
 	for _, o := range ops {
+		if o.kind != opRetry && len(s.parked) > 0 && !o.reserve {
+			s.parked = append(s.parked, o) // keep submission order behind parked ops
+			continue
+		}
 		if err := s.failure(); err != nil {
 			o.err = err
 		} else {
 			o.err = s.plan(b, o)
 		}
+		if errors.Is(o.err, ErrNoSpace) && !o.reserve && s.canReclaim() {
+			s.park(o)
+			continue
+		}
+		acked = append(acked, o)
 		if o.err == nil {
 			b.ops = append(b.ops, o)
 			b.sync = b.sync || o.sync
@@ -132,18 +150,72 @@ func (s *Store) commit(ops []*op) {
 		}
 	}
 	s.recycle(b)
-	for _, o := range ops {
+	for _, o := range acked {
 		if o.done != nil {
 			o.done(o.err)
 		}
 	}
 }
 
-func (s *Store) write(b *batch) error {
-	for _, r := range b.regions {
-		if _, err := s.dev.WriteAt(r.buf, r.off); err != nil {
-			return fmt.Errorf("write %d bytes at %d: %w", len(r.buf), r.off, err)
+// Parking. A foreground op that finds no space while the background can
+// reclaim some (segments waiting for a checkpoint, or segments to clean)
+// waits, with every foreground op behind it, instead of failing: the
+// background checkpoints and cleans, then sends opRetry. The ops fail with
+// ErrNoSpace only when a round reclaims nothing.
+
+// canReclaim reports whether waiting for the background may free space.
+func (s *Store) canReclaim() bool {
+	if s.opts.NoBackground || s.closing.Load() {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pendingFree > 0 || len(s.victimsLocked(1)) > 0
+}
+
+func (s *Store) park(o *op) {
+	o.err = nil
+	s.parked = append(s.parked, o)
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// unpark puts the parked ops back at the head of ops when an opRetry arrives,
+// or fails them if the background could reclaim nothing.
+func (s *Store) unpark(ops []*op) []*op {
+	for i, o := range ops {
+		if o.kind != opRetry || len(s.parked) == 0 {
+			continue
 		}
+		if !o.progress {
+			s.failParked(fmt.Errorf("nothing left to reclaim: %w", ErrNoSpace))
+			continue
+		}
+		parked := s.parked
+		s.parked = nil
+		return append(append(append([]*op{}, ops[:i]...), parked...), ops[i:]...)
+	}
+	return ops
+}
+
+func (s *Store) failParked(err error) {
+	for _, o := range s.parked {
+		if o.done != nil {
+			o.done(err)
+		}
+	}
+	s.parked = nil
+}
+
+// writeChunk is the unit of a batch's device writes: a large batch goes to the
+// device as several writes at once, as a raw writer at queue depth > 1 would.
+const writeChunk = 1 << 20
+
+func (s *Store) write(b *batch) error {
+	if err := s.writeRegions(b.regions); err != nil {
+		return err
 	}
 	s.met.appendBytes.Add(float64(b.bytes))
 	s.met.batches.Inc()
@@ -156,6 +228,41 @@ func (s *Store) write(b *batch) error {
 	return nil
 }
 
+// writeRegions writes the regions, up to four 1 MiB chunks at a time, and
+// returns the first error.
+func (s *Store) writeRegions(regions []region) error {
+	var (
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, 4)
+		mu   sync.Mutex
+		errs error
+	)
+	for _, r := range regions {
+		for off := 0; off < len(r.buf); off += writeChunk {
+			p, at := r.buf[off:min(off+writeChunk, len(r.buf))], r.off+int64(off)
+			if len(r.buf) <= writeChunk { // the common small batch: no goroutine
+				if _, err := s.dev.WriteAt(p, at); err != nil {
+					return fmt.Errorf("write %d bytes at %d: %w", len(p), at, err)
+				}
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if _, err := s.dev.WriteAt(p, at); err != nil {
+					mu.Lock()
+					errs = cmp.Or(errs, fmt.Errorf("write %d bytes at %d: %w", len(p), at, err))
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return errs
+}
+
 func (s *Store) applyBatch(b *batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -166,6 +273,12 @@ func (s *Store) applyBatch(b *batch) {
 		if o.kind == opCreate || o.kind == opBranch {
 			o.vol = s.cat.volume(o.recs[0].h.Base)
 		}
+	}
+	// Only now, with its records applied, is a segment sealed: the cleaner
+	// picks only sealed segments, and a checkpoint sees the applied state.
+	for _, seg := range b.sealed {
+		s.segs[seg].state = segSealed
+		s.maybeEmptyLocked(seg)
 	}
 	s.logSinceCkpt += b.bytes
 	s.applied = s.w
@@ -247,10 +360,7 @@ func (s *Store) seal(b *batch) {
 	buf := s.grow(b, BlockSize-int(s.w.off*SectorSize%BlockSize))
 	h.encode(buf, s.sb.UUID)
 	b.bytes += int64(len(buf))
-	s.mu.Lock()
-	s.segs[s.w.seg].state = segSealed
-	s.maybeEmptyLocked(s.w.seg)
-	s.mu.Unlock()
+	b.sealed = append(b.sealed, s.w.seg)
 	s.w.seg, s.w.off = next, 0
 }
 
@@ -318,7 +428,7 @@ func (s *Store) fits(n int64, maxRec int64, reserve bool) bool {
 // of o is placed and no state changes.
 func (s *Store) plan(b *batch, o *op) error {
 	switch o.kind {
-	case opFlush:
+	case opFlush, opRetry:
 		return nil
 	case opWrite:
 		return s.planWrite(b, o)

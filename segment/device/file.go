@@ -19,9 +19,10 @@ const (
 	KindBlock = "block" // a block device or partition
 )
 
-// fileBlockSize is the BlockSize of a regular file: the page size, which is
-// also the largest logical block size of any file system we run on, so
-// O_DIRECT IO at this alignment works everywhere.
+// fileBlockSize is the largest alignment a File reports, and the one used
+// when the kernel does not say (statx without STATX_DIOALIGN): the page size,
+// the largest logical block size of any file system we run on, so O_DIRECT
+// IO at this alignment works everywhere. Sizes are rounded to it.
 const fileBlockSize = 4096
 
 // Options configure Open. The zero value opens read-write with O_DIRECT.
@@ -59,12 +60,15 @@ var (
 
 // Open opens the regular file or block device at path.
 //
-// For a regular file, BlockSize is 4096 and Size is the file size at open
-// rounded down to a multiple of 4096; the File never grows the file. For a
-// block device, BlockSize is 512 if both its logical and physical sector
-// sizes are at most 512 and 4096 otherwise, so that writes never straddle a
-// physical sector; devices with logical sectors above 4096 are refused.
-// Size is the device size (BLKGETSIZE64) rounded down to BlockSize.
+// BlockSize is the finest alignment the device accepts, so that reads fetch
+// no more than they need: for a regular file opened with O_DIRECT, the file
+// system's O_DIRECT offset alignment (statx STATX_DIOALIGN; 512 on ext4 over
+// a disk with 512-byte logical sectors), else 4096 if the kernel does not
+// say, and 512 when Buffered; for a block device, its logical sector size.
+// Callers that want writes never to straddle a physical sector align them to
+// 4096 themselves (the store does). Devices with logical sectors above 4096
+// are refused. Size is the file size at open (the File never grows the file)
+// or the device size (BLKGETSIZE64), rounded down to a multiple of 4096.
 //
 // Unless opts.Buffered is set, the file is opened with O_DIRECT. If the file
 // system rejects O_DIRECT, the error says so and suggests Options.Buffered.
@@ -124,8 +128,11 @@ func (d *File) init() error {
 	mode := fi.Mode()
 	switch {
 	case mode.IsRegular():
-		d.kind, d.blockSize = KindFile, fileBlockSize
+		d.kind, d.blockSize = KindFile, 512
 		d.size = fi.Size() / fileBlockSize * fileBlockSize
+		if d.direct {
+			return d.control(d.initDirectAlign)
+		}
 		return nil
 	case mode&os.ModeDevice != 0 && mode&os.ModeCharDevice == 0:
 		d.kind = KindBlock
@@ -133,6 +140,21 @@ func (d *File) init() error {
 	default:
 		return fmt.Errorf("device %s: mode %v is neither a regular file nor a block device", d.path, mode)
 	}
+}
+
+// initDirectAlign asks the file system for its O_DIRECT alignment.
+func (d *File) initDirectAlign(fd int) error {
+	d.blockSize = fileBlockSize
+	var stx unix.Statx_t
+	err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &stx)
+	if err != nil || stx.Mask&unix.STATX_DIOALIGN == 0 {
+		return nil // an older kernel: 4096 works everywhere
+	}
+	off, mem := int(stx.Dio_offset_align), int(stx.Dio_mem_align)
+	if off >= 512 && off <= fileBlockSize && off&(off-1) == 0 && mem <= fileBlockSize {
+		d.blockSize = off
+	}
+	return nil
 }
 
 // initBlock reads a block device's geometry with ioctls.
@@ -154,22 +176,20 @@ func (d *File) initBlock(fd int) error {
 		return fmt.Errorf("device %s: %w", d.path, err)
 	}
 	d.blockSize = bs
-	d.size = int64(size) / int64(bs) * int64(bs)
+	d.size = int64(size) / fileBlockSize * fileBlockSize
 	return nil
 }
 
-// blockDevBlockSize picks the BlockSize for a block device from its logical
-// and physical sector sizes (both powers of two): 512 when both are at most
-// 512, else 4096, which every logical size up to 4096 divides.
+// blockDevBlockSize picks the BlockSize for a block device: its logical
+// sector size (a power of two from 512 to 4096), the finest unit it accepts.
 func blockDevBlockSize(logical, physical int) (int, error) {
 	switch {
-	case logical > fileBlockSize:
-		return 0, fmt.Errorf("logical sector size %d above %d is unsupported", logical, fileBlockSize)
-	case max(logical, physical) <= 512:
-		return 512, nil
-	default:
-		return fileBlockSize, nil
+	case logical > fileBlockSize || logical < 512 || logical&(logical-1) != 0:
+		return 0, fmt.Errorf("logical sector size %d is unsupported (want 512 to %d)", logical, fileBlockSize)
+	case physical < logical:
+		return 0, fmt.Errorf("physical sector size %d below logical %d", physical, logical)
 	}
+	return logical, nil
 }
 
 // Kind returns KindFile or KindBlock.
@@ -178,7 +198,7 @@ func (d *File) Kind() string { return d.kind }
 // Size returns the usable size in bytes, fixed at Open.
 func (d *File) Size() int64 { return d.size }
 
-// BlockSize returns 4096 for a regular file and 512 or 4096 for a block
+// BlockSize returns the finest IO alignment (see Open): 512 to 4096 for a
 // device, as described at Open.
 func (d *File) BlockSize() int { return d.blockSize }
 

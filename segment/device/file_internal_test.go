@@ -14,12 +14,15 @@ func TestBlockDevBlockSize(t *testing.T) {
 		want              int // 0: error
 	}{
 		{512, 512, 512},
-		{512, 4096, 4096},
+		{512, 4096, 512}, // 512e: reads at 512 work; the store aligns writes itself
 		{4096, 4096, 4096},
-		{512, 1024, 4096},
-		{2048, 2048, 4096},
-		{512, 65536, 4096},
+		{512, 1024, 512},
+		{2048, 2048, 2048},
+		{512, 65536, 512},
 		{8192, 8192, 0},
+		{256, 4096, 0},
+		{1536, 4096, 0},
+		{4096, 512, 0},
 	}
 	for _, tc := range tests {
 		got, err := blockDevBlockSize(tc.logical, tc.physical)
