@@ -6,9 +6,10 @@
 //
 // # Status
 //
-// There is no code here yet. The harness goes in bench/cloudfs-bench (what
-// "make bench" runs); each part of cloudfs brings its benchmarks as it
-// arrives.
+// The harness is in bench/cloudfs-bench (what "make bench" runs; its package
+// doc lists the measurements and flags). It covers the store's targets;
+// replication's come with the replicator. Each part of cloudfs brings its
+// Benchmark functions as it arrives.
 //
 // # Rules
 //
