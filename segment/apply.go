@@ -83,6 +83,15 @@ func (s *Store) deadFn() func(extent.Extent) {
 	}
 }
 
+// current reports whether the volume's accounting places chained record h in
+// segment seg: whether a record there with h's lsn is the copy that counts,
+// not one a later copy or gap superseded (the cleaner copies records, and a
+// crash while it cleans a segment leaves originals behind).
+func (v *volume) current(h *Header, seg uint32) bool {
+	i := v.runs.find(h.LSN)
+	return i >= 0 && v.runs[i].seg == seg && v.hdrs[seg] > 0
+}
+
 // mapData enters a data record's extent into map m: present sectors map to
 // their place in the body, the others read as zeros. With a parent below the
 // map, zeros are kept as zero extents so they mask it; without one, the
@@ -134,11 +143,14 @@ func zeroRange(m *extent.Map, masks bool, lba, n uint64, dead func(extent.Extent
 }
 
 // applyRelocated accounts for a record the cleaner copied from h.From to addr:
-// the header moves, and in the owner's map every sector still pointing at the
-// old copy now points at the new one.
+// the header moves, and every sector still pointing at the old copy now
+// points at the new one. The sectors may be in the volume's map or in any
+// snapshot taken of it since the cleaner read the record (a branch moves the
+// map), so every such map is remapped; Remap moves only sectors that still
+// point at the old copy, and a sector is in one map only.
 func (s *Store) applyRelocated(h *Header, addr uint64) {
 	seg, old := s.segOf(addr), s.segOf(h.From)
-	if v := s.cat.volume(h.Base); v != nil && h.Kind.chained() && v.hdrs[old] > 0 {
+	if v := s.cat.volume(h.Base); v != nil && h.Kind.chained() && v.current(h, old) {
 		n := int32(1)
 		if h.Kind == KindGap {
 			n = min(gapCount(h), v.hdrs[old])
@@ -153,32 +165,32 @@ func (s *Store) applyRelocated(h *Header, addr uint64) {
 	if h.Kind != KindData || h.Flags&FlagZero != 0 {
 		return
 	}
-	m := s.mapOf(h.Owner)
-	if m == nil {
-		return
-	}
+	maps := s.dataMaps(h.Base)
 	from, to := h.From+1, addr+1
 	forRuns(h, func(i, n int, present bool) {
 		if !present {
 			return
 		}
-		moved := m.Remap(h.LBA+uint64(i), uint32(n), from, to)
-		s.addLive(old, -int64(moved))
-		s.addLive(seg, int64(moved))
+		for _, m := range maps {
+			moved := m.Remap(h.LBA+uint64(i), uint32(n), from, to)
+			s.addLive(old, -int64(moved))
+			s.addLive(seg, int64(moved))
+		}
 		from, to = from+uint64(n), to+uint64(n)
 	})
 }
 
-// mapOf returns the extent map named owner: a volume's own map (by base id) or
-// a snapshot's (by version id).
-func (s *Store) mapOf(owner ID) *extent.Map {
-	if v := s.cat.volume(owner); v != nil {
-		return v.m
+// dataMaps returns every extent map that can hold data volume base wrote: its
+// own, and those of the snapshots taken of it.
+func (s *Store) dataMaps(base ID) []*extent.Map {
+	var maps []*extent.Map
+	if v := s.cat.volume(base); v != nil {
+		maps = append(maps, v.m)
 	}
-	if sn := s.cat.snapshot(owner); sn != nil {
-		return sn.m
+	for _, sn := range s.cat.ownedSnapshots(base) {
+		maps = append(maps, sn.m)
 	}
-	return nil
+	return maps
 }
 
 // newVolumeLocked adds the volume a create or branch record makes.

@@ -149,8 +149,7 @@ func (s *Store) checkChains(rep *Report, recs []segRecord, live []int64) {
 		}
 	}
 	for _, v := range s.cat.volumes() {
-		entries := byVol[v.base]
-		sort.SliceStable(entries, func(i, j int) bool { return entries[i].h.LSN < entries[j].h.LSN })
+		entries := effective(byVol[v.base])
 		hdrs := map[uint32]int32{}
 		for _, r := range entries {
 			hdrs[s.segOf(r.addr)]++
@@ -166,6 +165,27 @@ func (s *Store) checkChains(rep *Report, recs []segRecord, live []int64) {
 		}
 		s.checkChain(rep, v, entries)
 	}
+}
+
+// effective returns a volume's entries in lsn order with superseded copies
+// dropped. The cleaner copies records (and merges dead ones into gaps); a
+// crash in the middle of cleaning a segment leaves originals behind that a
+// later copy or gap covers. The copy is always the newer record (higher
+// gseq), so for each lsn the newest record that covers it wins.
+func effective(recs []segRecord) []segRecord {
+	sort.Slice(recs, func(i, j int) bool { return recs[i].h.GSeq > recs[j].h.GSeq })
+	var covered runs
+	var out []segRecord
+	for _, r := range recs {
+		first, last := entryFirst(r.h), r.h.LSN
+		if covered.overlaps(first, last) {
+			continue
+		}
+		covered.add(first, last, 0)
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].h.LSN < out[j].h.LSN })
+	return out
 }
 
 func (s *Store) checkChain(rep *Report, v *volume, entries []segRecord) {

@@ -221,14 +221,17 @@ func (s *Store) survivors(recs []segRecord) []*rec {
 		if !h.Kind.chained() {
 			continue // pad, delete, next, checkpoint: not needed once the victim is cleaned
 		}
-		owner := s.dataOwner(h, sr.addr)
 		vol := s.cat.volume(h.Base)
+		if vol != nil && !vol.current(h, s.segOf(sr.addr)) {
+			continue // superseded: a copy (or gap) from an earlier pass is the current one
+		}
+		owner := s.dataOwner(h, sr.addr)
 		switch {
 		case !owner.IsZero():
 			out = append(out, s.relocated(sr, owner))
 		case vol != nil && (h.Kind == KindCreate || h.Kind == KindBranch):
 			out = append(out, s.relocated(sr, ID{}))
-		case vol != nil && vol.hdrs[s.segOf(sr.addr)] > 0:
+		case vol != nil:
 			out = append(out, s.gapOf(sr))
 		}
 	}

@@ -47,10 +47,11 @@ const (
 
 // Local flags: meaningful on this store only; cleared by stream readers.
 const (
-	// lflagRelocated: the cleaner copied the record here from address From;
-	// Owner names the extent map (a volume base or a snapshot version) that
-	// held its data. Applying it moves, in that map, exactly the sectors that
-	// still point at the old copy.
+	// lflagRelocated: the cleaner copied the record here from address From.
+	// Applying it moves, in the maps of the record's volume and of its
+	// snapshots, exactly the sectors that still point at the old copy. Owner
+	// records which map held them when the cleaner read the record (for
+	// diagnosis; a gap uses Owner[0:4] for its count, see gapCount).
 	lflagRelocated uint32 = 1 << 0
 	// lflagOwned: the store created this entry as the token holder (create,
 	// branch): it holds the volume's view secret for the record's epoch.

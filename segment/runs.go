@@ -58,6 +58,12 @@ func (r *runs) add(first, last uint64, seg uint32) {
 	*r = rs
 }
 
+// overlaps reports whether any of the lsns first..last is in a run.
+func (r runs) overlaps(first, last uint64) bool {
+	i := sort.Search(len(r), func(i int) bool { return r[i].last >= first })
+	return i < len(r) && r[i].first <= last
+}
+
 // remove forgets lsns first..last, splitting runs as needed.
 func (r *runs) remove(first, last uint64) {
 	var out runs

@@ -338,11 +338,12 @@ func (s *Store) takeBuf() []byte {
 	return device.AlignedBuf(1 << 20)[:0]
 }
 
-// recycle keeps a finished batch's buffers for the next ones (at most four,
-// of at most 16 MiB: a checkpoint's big region is not kept).
+// recycle keeps a finished batch's buffers for the next ones: at most two,
+// of at most MaxBatchBytes plus one record, so the fixed memory stays small;
+// a rare larger region (a checkpoint) is left to the garbage collector.
 func (s *Store) recycle(b *batch) {
 	for _, r := range b.regions {
-		if len(s.spare) < 4 && cap(r.buf) <= 16<<20 {
+		if len(s.spare) < 2 && cap(r.buf) <= s.opts.MaxBatchBytes+(2<<20) {
 			s.spare = append(s.spare, r.buf)
 		}
 	}

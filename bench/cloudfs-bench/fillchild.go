@@ -35,7 +35,12 @@ type fillReport struct {
 	FillSeconds float64
 	HeapBefore  uint64 // live heap after Open and Create
 	HeapAfter   uint64 // live heap after the fill and a checkpoint
-	Extents     int    // of the volume after the fill
+	// HeapMid and WrittenMid: the same after the first half of the fill; the
+	// growth from there to the end, per byte written, is the index's
+	// marginal cost, free of the store's fixed buffers.
+	HeapMid     uint64
+	WrittenMid  int64
+	Extents     int // of the volume after the fill
 	BranchNanos []int64
 	CkptBody    int64 // bytes of the newest checkpoint's body
 	SinceCkpt   int64 // log bytes written since the newest checkpoint (estimate)
@@ -129,11 +134,19 @@ func fill(fc fillConfig) (*fillReport, error) {
 // flight) and measures the live heap.
 func measureFill(st *segment.Store, f *filler, fc fillConfig, rep *fillReport) error {
 	start := time.Now()
-	res, err := f.run(fc.Fill / blockSize)
+	half, err := f.run(fc.Fill / blockSize / 2)
 	if err != nil {
 		return fmt.Errorf("fill: %w", err)
 	}
-	rep.Written, rep.FillSeconds = res.ops*blockSize, time.Since(start).Seconds()
+	if err := st.Checkpoint(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	rep.HeapMid, rep.WrittenMid = liveHeap(), half.ops*blockSize
+	res, err := f.run(fc.Fill/blockSize - half.ops)
+	if err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	rep.Written, rep.FillSeconds = (half.ops+res.ops)*blockSize, time.Since(start).Seconds()
 	fmt.Fprintf(os.Stderr, "  child: filled %s in %.1f s (%s IOPS)\n", formatBytes(float64(rep.Written)),
 		rep.FillSeconds, si(res.rate()))
 	if err := st.Checkpoint(); err != nil {
