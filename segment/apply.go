@@ -109,6 +109,9 @@ func (s *Store) mapData(m *extent.Map, masks bool, h *Header, addr uint64) {
 			zeroRange(m, masks, lba, uint64(n), dead)
 			return
 		}
+		if h.Flags&FlagDropped != 0 {
+			return // overwritten by later entries: nothing to map
+		}
 		m.Insert(extent.Extent{LBA: lba, Len: uint32(n), Addr: body}, dead)
 		s.addLive(s.segOf(body), int64(n))
 		body += uint64(n)
@@ -162,7 +165,7 @@ func (s *Store) applyRelocated(h *Header, addr uint64) {
 		s.addLive(old, -int64(n))
 		s.countHeader(v, h, seg, 1)
 	}
-	if h.Kind != KindData || h.Flags&FlagZero != 0 {
+	if h.Kind != KindData || h.Flags&(FlagZero|FlagDropped) != 0 {
 		return
 	}
 	maps := s.dataMaps(h.Base)
@@ -240,16 +243,33 @@ func (s *Store) deleteLocked(v *volume) {
 	s.release(v.parent)
 }
 
-// release drops one reference to sn, and sn itself when none is left.
+// release drops one reference to sn. A snapshot left without references
+// stays, and can still be branched, until the next checkpoint drops it
+// (dropReleasedLocked): the log records no drop, so dropping it at a point
+// every replay agrees on (a checkpoint) keeps a branch of it planned in the
+// same group commit as the delete that released it valid in the log.
 func (s *Store) release(sn *snapshot) {
-	for sn != nil {
+	if sn != nil {
 		sn.refs--
-		if sn.refs > 0 {
-			return
+	}
+}
+
+// dropReleasedLocked drops the snapshots without references, and then the
+// parents that this leaves without references: their data becomes dead.
+func (s *Store) dropReleasedLocked() {
+	for again := true; again; {
+		again = false
+		for _, sn := range s.cat.snapshots() {
+			if sn.refs > 0 {
+				continue
+			}
+			dead := s.deadFn()
+			sn.m.Ascend(func(e extent.Extent) bool { dead(e); return true })
+			s.cat.deleteSnapshot(sn)
+			if sn.parent != nil {
+				sn.parent.refs--
+				again = true
+			}
 		}
-		dead := s.deadFn()
-		sn.m.Ascend(func(e extent.Extent) bool { dead(e); return true })
-		s.cat.deleteSnapshot(sn)
-		sn = sn.parent
 	}
 }

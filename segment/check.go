@@ -114,7 +114,7 @@ func (s *Store) checkMaps(rep *Report, recs []segRecord, live []int64) {
 	}
 	for _, sn := range s.cat.snapshots() {
 		check("snapshot "+sn.version.String(), sn.owner, sn.m)
-		if sn.refs <= 0 {
+		if sn.refs < 0 { // 0: released, dropped at the next checkpoint
 			rep.problem("snapshot %v: %d references", sn.version, sn.refs)
 		}
 	}
@@ -198,6 +198,9 @@ func (s *Store) checkChain(rep *Report, v *volume, entries []segRecord) {
 	}
 	for i, r := range entries {
 		h := r.h
+		if err := h.checkEntropy(r.body); err != nil {
+			rep.problem("%v", err)
+		}
 		if rn := v.runs.find(h.LSN); rn < 0 || v.runs[rn].seg != s.segOf(r.addr) {
 			rep.problem("volume %v: runs do not place lsn %d in segment %d", v.base, h.LSN, s.segOf(r.addr))
 		}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"maps"
+	"slices"
 	"time"
 
 	"cloudfs/segment/extent"
@@ -34,6 +36,9 @@ func (s *Store) checkpoint() error {
 		return err
 	}
 	start := time.Now()
+	s.mu.Lock()
+	s.dropReleasedLocked()
+	s.mu.Unlock()
 	s.mu.RLock()
 	gen := s.ckptGen + 1
 	replay := s.applied
@@ -203,9 +208,9 @@ func (s *Store) encodeVolume(e *enc, v *volume) {
 		e.u32(r.seg)
 	}
 	e.u32(uint32(len(v.hdrs)))
-	for seg, n := range v.hdrs {
+	for _, seg := range slices.Sorted(maps.Keys(v.hdrs)) { // same state, same bytes
 		e.u32(seg)
-		e.u32(uint32(n))
+		e.u32(uint32(v.hdrs[seg]))
 	}
 	e.b = v.m.AppendBinary(e.b)
 }
@@ -323,11 +328,16 @@ func decodeCheckpoint(b []byte, nsegs int) (*ckptState, error) {
 		st.snaps = append(st.snaps, sn)
 	}
 	n = d.count(4*IDSize + 8)
+	seen := map[ID]bool{}
 	for i := 0; i < n && d.err == nil; i++ {
 		v, err := decodeVolume(d, snaps, nsegs)
 		if err != nil {
 			return nil, err
 		}
+		if seen[v.base] {
+			return nil, fmt.Errorf("checkpoint body: volume %v listed twice: %w", v.base, ErrCorrupt)
+		}
+		seen[v.base] = true
 		st.vols = append(st.vols, v)
 	}
 	if d.err == nil && len(d.b) != 0 {

@@ -2,6 +2,7 @@ package segment
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -10,10 +11,11 @@ import (
 )
 
 // The cleaner reclaims segments: it picks the sealed segments with the least
-// live data, copies what is still live to the log's end (records keep their
-// relative order; a record whose data is all dead shrinks to a gap header so
-// that streams from older versions still find the chain), and leaves the
-// victims empty. They become free once the next checkpoint is durable.
+// live data, copies what is still live to the log's end (each volume's
+// records in lsn order; a record whose data is all dead shrinks to a gap
+// header, and consecutive gaps merge, so that streams from older versions
+// still find the chain), and leaves the victims empty. They become free once
+// the next checkpoint is durable.
 
 // background runs checkpoints and the cleaner until the store closes.
 func (s *Store) background() {
@@ -79,6 +81,9 @@ func (s *Store) lowOnSpaceLocked() bool {
 	return s.freeSegs*100 < len(s.segs)*s.opts.CleanerFreePercent
 }
 
+// errNoGain: cleaning the segment would copy nearly all of it.
+var errNoGain = errors.New("segment: cleaning would reclaim too little")
+
 // CleanResult says what one cleaning pass did.
 type CleanResult struct {
 	Segments    int   // victims emptied
@@ -103,6 +108,10 @@ func (s *Store) clean(n int) (CleanResult, error) {
 	var res CleanResult
 	for _, seg := range s.victims(n) {
 		copied, err := s.cleanSegment(seg)
+		if errors.Is(err, errNoGain) {
+			s.met.cleanerRuns.WithLabelValues("skipped").Inc()
+			continue
+		}
 		if err != nil {
 			s.met.cleanerRuns.WithLabelValues("error").Inc()
 			return res, fmt.Errorf("clean segment %d: %w", seg, err)
@@ -158,6 +167,13 @@ func (s *Store) cleanSegment(seg uint32) (int64, error) {
 	s.mu.RLock()
 	out := s.survivors(recs)
 	s.mu.RUnlock()
+	var size int64
+	for _, r := range out {
+		size += r.h.Size()
+	}
+	if size > s.sb.SegmentSize*9/10 {
+		return 0, errNoGain // copying would reclaim less than a tenth of it
+	}
 	var copied int64
 	for len(out) > 0 { // ops of at most 8 MiB
 		n, size := 0, int64(0)
@@ -225,10 +241,14 @@ func (s *Store) survivors(recs []segRecord) []*rec {
 		if vol != nil && !vol.current(h, s.segOf(sr.addr)) {
 			continue // superseded: a copy (or gap) from an earlier pass is the current one
 		}
-		owner := s.dataOwner(h, sr.addr)
+		owner, zeros := s.dataOwner(h, sr.addr)
 		switch {
 		case !owner.IsZero():
 			out = append(out, s.relocated(sr, owner))
+		case zeros && vol != nil && (h.Flags&FlagZero != 0 || h.NBody == 0):
+			out = append(out, s.relocated(sr, ID{})) // header-only already
+		case zeros && vol != nil:
+			out = append(out, s.dropped(sr))
 		case vol != nil && (h.Kind == KindCreate || h.Kind == KindBranch):
 			out = append(out, s.relocated(sr, ID{}))
 		case vol != nil:
@@ -248,10 +268,11 @@ func (s *Store) survivors(recs []segRecord) []*rec {
 }
 
 // dataOwner returns the map that still references part of a data record's
-// body, or that still holds its zero extent; zero if none does.
-func (s *Store) dataOwner(h *Header, addr uint64) ID {
+// body (zero if none does), and whether sectors the record zeroed may still
+// read as its zeros.
+func (s *Store) dataOwner(h *Header, addr uint64) (owner ID, zeros bool) {
 	if h.Kind != KindData {
-		return ID{}
+		return ID{}, false
 	}
 	type cand struct {
 		id    ID
@@ -266,48 +287,48 @@ func (s *Store) dataOwner(h *Header, addr uint64) ID {
 		maps = append(maps, cand{sn.version, sn.m, sn.parent != nil})
 	}
 	for _, mm := range maps {
-		if referencesRecord(mm.m, mm.masks, h, addr) {
-			return mm.id
+		data, z := referencesRecord(mm.m, mm.masks, h, addr)
+		if data {
+			return mm.id, true
 		}
+		zeros = zeros || z
 	}
-	return ID{}
+	return ID{}, zeros
 }
 
-// referencesRecord reports whether m still needs the record at addr: it maps
-// a present sector of h to its place in the record, or a sector h zeroed
-// still reads as zeros in m. The zero test cannot tell h's zeros from a later
-// write's, so it keeps some dead records: a gap must never stand for an entry
-// whose zeros a replica catching up would still need.
-func referencesRecord(m *extent.Map, masks bool, h *Header, addr uint64) bool {
+// referencesRecord reports whether m maps a present sector of h to its place
+// in the record at addr (data), and whether a sector h zeroed still reads as
+// zeros in m (zeros). The zero test cannot tell h's zeros from a later
+// write's, so it errs towards keeping them: a replica catching up must not
+// miss zeros that are still current.
+func referencesRecord(m *extent.Map, masks bool, h *Header, addr uint64) (data, zeros bool) {
 	zeroKind := extent.Unmapped
 	if masks {
 		zeroKind = extent.Zeroed
 	}
-	found := false
-	body := addr + 1
-	check := func(lba, n uint64, want extent.Kind, at uint64) {
+	has := func(lba, n uint64, want extent.Kind, at uint64) bool {
+		found := false
 		m.Lookup(lba, n, func(r extent.Run) bool {
 			found = r.Kind == want && (want != extent.Mapped || r.Addr == at+(r.LBA-lba))
 			return !found
 		})
-	}
-	if h.Flags&FlagZero != 0 {
-		check(h.LBA, uint64(h.NSect), zeroKind, 0)
 		return found
 	}
+	if h.Flags&FlagZero != 0 {
+		return false, has(h.LBA, uint64(h.NSect), zeroKind, 0)
+	}
+	body := addr + 1
 	forRuns(h, func(i, n int, present bool) {
-		if !found {
-			if present {
-				check(h.LBA+uint64(i), uint64(n), extent.Mapped, body)
-			} else {
-				check(h.LBA+uint64(i), uint64(n), zeroKind, 0)
-			}
-		}
-		if present {
+		lba := h.LBA + uint64(i)
+		switch {
+		case present && h.Flags&FlagDropped == 0:
+			data = data || has(lba, uint64(n), extent.Mapped, body)
 			body += uint64(n)
+		case !present:
+			zeros = zeros || has(lba, uint64(n), zeroKind, 0)
 		}
 	})
-	return found
+	return data, zeros
 }
 
 // relocated is the copy of a record the cleaner writes: the same portable
@@ -317,6 +338,18 @@ func (s *Store) relocated(sr segRecord, owner ID) *rec {
 	h.LFlags |= lflagRelocated
 	h.Owner, h.From = owner, sr.addr
 	return &rec{h: h, body: [][]byte{sr.body}}
+}
+
+// dropped is the header-only copy of a data record whose stored sectors are
+// all overwritten but whose zeros may be current: the entry without its body.
+func (s *Store) dropped(sr segRecord) *rec {
+	h := *sr.h
+	h.Flags |= FlagDropped
+	h.NBody = 0
+	h.LFlags |= lflagRelocated
+	h.From = sr.addr
+	h.sealSum(0, make([]byte, HeaderSize))
+	return &rec{h: h}
 }
 
 // gapOf is the gap header standing for a chained record whose effect later

@@ -12,8 +12,10 @@ const (
 	// SectorSize is the volume addressing unit and the log's record alignment.
 	SectorSize = 512
 	// BlockSize is the device IO unit: every device write is BlockSize aligned in
-	// offset and length (O_DIRECT on 4Kn devices), and no block is written twice
-	// between checkpoints, so a torn write can only hit unacknowledged data.
+	// offset and length (O_DIRECT on 4Kn devices), and a batch never rewrites
+	// a block an earlier batch wrote, so a torn write can only hit
+	// unacknowledged data. (Recovery rewrites the block of a torn tail once,
+	// its verified sectors unchanged; see endLog.)
 	BlockSize = 4096
 	// DefaultSegmentSize is the segment size nuke uses unless told otherwise.
 	DefaultSegmentSize = 16 << 20
@@ -115,6 +117,9 @@ func DecodeSuperblock(b []byte) (*Superblock, error) {
 	if got, want := crc32.Checksum(b[:BlockSize-4], crcTable), le.Uint32(b[BlockSize-4:]); got != want {
 		return nil, fmt.Errorf("superblock: crc %08x != %08x: %w", got, want, ErrCorrupt)
 	}
+	if !allZero(b[20:24]) || !allZero(b[112:BlockSize-4]) {
+		return nil, fmt.Errorf("superblock: reserved bytes set: %w", ErrCorrupt)
+	}
 	copy(sb.UUID[:], b[24:40])
 	sb.SegmentSize = int64(le.Uint64(b[40:]))
 	sb.Segments = int64(le.Uint64(b[48:]))
@@ -202,6 +207,9 @@ func decodeSlot(b []byte, uuid [16]byte) (*slot, error) {
 	le := binary.LittleEndian
 	if got, want := seededCRC(uuid, b[:BlockSize-4]), le.Uint32(b[BlockSize-4:]); got != want {
 		return nil, fmt.Errorf("checkpoint slot: crc %08x != %08x: %w", got, want, ErrCorrupt)
+	}
+	if !allZero(b[64 : BlockSize-4]) {
+		return nil, fmt.Errorf("checkpoint slot: reserved bytes set: %w", ErrCorrupt)
 	}
 	s := &slot{
 		Generation: le.Uint64(b[8:]),

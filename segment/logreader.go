@@ -52,6 +52,9 @@ func (r *logReader) next() (*Header, []byte, uint64, error) {
 	addr := r.pos
 	r.pos += uint64(1 + h.NBody)
 	r.gseq++
+	if h.Kind == KindPad && h.Aux != 0 {
+		r.gseq = h.Aux // a recovery pad: the log continues at gseq Aux
+	}
 	return h, rb[HeaderSize:], addr, nil
 }
 

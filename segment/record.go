@@ -16,7 +16,7 @@ const (
 	KindCreate     Kind = 2 // a new volume (lsn 1); Aux = size in bytes
 	KindBranch     Kind = 3 // a new volume branched from version Link of volume Source
 	KindDelete     Kind = 4 // local: the volume Base is deleted on this store
-	KindPad        Kind = 5 // local: NBody sectors of filler up to the next block
+	KindPad        Kind = 5 // local: NBody sectors of filler up to the next block; Aux: gseq after it (recovery pad), 0: gseq+1
 	KindNext       Kind = 6 // local: the log continues at segment Aux
 	KindCheckpoint Kind = 7 // local: chunk LSN of checkpoint generation Aux
 	KindGap        Kind = 8 // entries FirstLSN..LSN of Base were compacted away (no data)
@@ -43,6 +43,11 @@ const (
 	// FlagZero: the whole extent reads as zeros (discard, write-zeroes); the
 	// record has no bitmap and no body, and NSect may exceed MaxEntrySectors.
 	FlagZero uint16 = 1 << 0
+	// FlagDropped: the cleaner dropped the body because later entries
+	// overwrote every stored sector; the bitmap is the entry's own, so its
+	// clear bits still read as zeros, while its set bits are left untouched
+	// when the entry is applied. NBody is 0.
+	FlagDropped uint16 = 1 << 1
 )
 
 // Local flags: meaningful on this store only; cleared by stream readers.
@@ -294,12 +299,25 @@ func (h *Header) validate() error {
 		if h.Kind == KindGap && (h.FirstLSN == 0 || h.FirstLSN > h.LSN) {
 			return bad(fmt.Sprintf("lsn range %d..%d", h.FirstLSN, h.LSN))
 		}
+		if (h.Kind == KindCreate || h.Kind == KindBranch) &&
+			(h.LSN != 1 || h.Aux == 0 || h.Aux%SectorSize != 0 || h.Aux/SectorSize > maxVolumeSectors) {
+			return bad(fmt.Sprintf("lsn %d, size %d", h.LSN, h.Aux))
+		}
 		return nil
 	}
-	if h.Flags&^FlagZero != 0 {
+	if h.Flags&^(FlagZero|FlagDropped) != 0 || h.Flags == FlagZero|FlagDropped {
 		return bad(fmt.Sprintf("flags %#x", h.Flags))
 	}
-	if h.Flags&FlagZero != 0 {
+	if h.Flags&FlagDropped != 0 {
+		if h.NSect == 0 || h.NSect > MaxEntrySectors || h.NBody != 0 {
+			return bad(fmt.Sprintf("dropped extent of %d sectors with a body of %d", h.NSect, h.NBody))
+		}
+		for i := int(h.NSect); i < MaxEntrySectors; i++ {
+			if h.Present(i) {
+				return bad("bitmap bit beyond the extent")
+			}
+		}
+	} else if h.Flags&FlagZero != 0 {
 		if h.NSect == 0 || h.NSect > MaxZeroSectors || h.NBody != 0 || h.Bitmap != ([MaxEntrySectors / 8]byte{}) {
 			return bad(fmt.Sprintf("zero extent of %d sectors with a body of %d", h.NSect, h.NBody))
 		}
@@ -322,12 +340,30 @@ func (h *Header) validate() error {
 	return nil
 }
 
+// checkEntropy verifies that an entry's entropy E(n) derives from its bytes
+// (its portable fields, bitmap and body). Anyone can recompute E, so this
+// catches an entry changed in transit or on disk with its checksums
+// recomputed, not a forger who recomputes E too: the version id, which only
+// the view secret's holder can derive, authenticates content only to that
+// holder; hosts authenticate each other for the rest. A gap carries the
+// entropy of the last entry it stands for and has no content to check.
+func (h *Header) checkEntropy(body []byte) error {
+	if !h.Kind.chained() || h.Kind == KindGap || h.Flags&FlagDropped != 0 {
+		return nil
+	}
+	if e := h.entropyOf(crcOf(body), make([]byte, HeaderSize)); e != h.Entropy {
+		return fmt.Errorf("%v entry lsn %d of %v: entropy does not derive from its content: %w", h.Kind, h.LSN, h.Base, ErrCorrupt)
+	}
+	return nil
+}
+
 // maxVolumeSectors bounds volume sizes (2^52 bytes = 4 PiB) so that sector
 // arithmetic never overflows.
 const maxVolumeSectors = 1 << 43
 
 // checkBody verifies the record's Sum over body (NBody sectors) and header
-// bytes hdr[52:512]. Pad bodies are filler and not covered.
+// bytes hdr[52:512]. A pad is not checked (its header crc covers its header;
+// its body is filler).
 func (h *Header) checkBody(hdr, body []byte) error {
 	if h.Kind == KindPad {
 		return nil

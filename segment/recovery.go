@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -47,6 +48,7 @@ func (s *Store) recover() error {
 	if err != nil {
 		return err
 	}
+	s.recovery.Records, s.recovery.Took = n, time.Since(start)
 	s.log.Info("log rolled forward", "records", n, "took", time.Since(start))
 	s.w = s.applied
 	s.restoreTokens()
@@ -57,8 +59,8 @@ func (s *Store) recover() error {
 // newestSlot returns the valid slot of the highest generation. A slot that
 // does not verify is one whose write was torn: the other one is used.
 func (s *Store) newestSlot(buf []byte) (*slot, error) {
-	a, errA := decodeSlot(buf[slotAOff:slotAOff+BlockSize], s.sb.UUID)
-	b, errB := decodeSlot(buf[slotBOff:slotBOff+BlockSize], s.sb.UUID)
+	a, errA := s.decodeSlot(buf[slotAOff : slotAOff+BlockSize])
+	b, errB := s.decodeSlot(buf[slotBOff : slotBOff+BlockSize])
 	switch {
 	case errA != nil && errB != nil:
 		return nil, fmt.Errorf("open: both checkpoint slots: %w; %w", errA, errB)
@@ -72,6 +74,23 @@ func (s *Store) newestSlot(buf []byte) (*slot, error) {
 		return b, nil
 	}
 	return a, nil
+}
+
+// decodeSlot decodes a slot and checks its addresses lie in the segment area.
+func (s *Store) decodeSlot(b []byte) (*slot, error) {
+	sl, err := decodeSlot(b, s.sb.UUID)
+	if err != nil || sl.Generation == 0 {
+		return sl, err
+	}
+	if !s.validAddr(sl.BodyAddr) || !s.validAddr(sl.ReplayAddr) || sl.BodyBytes > uint64(sl.BodyChunks)*MaxEntrySectors*SectorSize {
+		return nil, fmt.Errorf("checkpoint slot: body at %d, replay at %d: outside the segment area: %w", sl.BodyAddr, sl.ReplayAddr, ErrCorrupt)
+	}
+	return sl, nil
+}
+
+// validAddr reports whether sector address a lies in the segment area.
+func (s *Store) validAddr(a uint64) bool {
+	return a >= segmentAreaOff/SectorSize && a < s.addr(uint32(len(s.segs)), 0)
 }
 
 func (s *Store) loadCheckpoint(sl *slot) error {
@@ -147,9 +166,15 @@ func (s *Store) rollForward() (int, error) {
 	r := s.newLogReader(s.addr(s.applied.seg, s.applied.off), s.applied.gseq)
 	n := 0
 	for {
-		h, _, addr, err := r.next()
+		h, body, addr, err := r.next()
+		if err != nil && !endOfLog(err) {
+			return n, fmt.Errorf("open: roll forward at sector %d: %w", r.pos, err) // a device error is not the end of the log
+		}
 		if err != nil {
 			s.log.Info("end of log", "segment", s.segOf(r.pos), "offset", r.pos, "reason", err)
+			if err := s.probeBeyondEnd(r.pos, r.gseq); err != nil {
+				return n, err
+			}
 			return n, s.endLog(r)
 		}
 		if h.Kind == KindNext {
@@ -161,7 +186,7 @@ func (s *Store) rollForward() (int, error) {
 			n++
 			continue
 		}
-		if err := s.replayable(h); err != nil {
+		if err := cmp.Or(h.checkEntropy(body), s.replayable(h)); err != nil {
 			s.log.Warn("end of log at a record that does not apply", "gseq", h.GSeq, "err", err)
 			r.pos, r.gseq = addr, h.GSeq
 			return n, s.endLog(r)
@@ -172,6 +197,53 @@ func (s *Store) rollForward() (int, error) {
 		s.mu.Unlock()
 		n++
 	}
+}
+
+// endOfLog reports whether a log reader's error marks the end of the log (a
+// record that does not verify) rather than a failure to read the device.
+func endOfLog(err error) bool {
+	// ErrUnsupportedFormat is not: a record of a newer format is refused, not
+	// treated as the end of the log (and silently written over).
+	return (errors.Is(err, ErrCorrupt) || errors.Is(err, errEndOfLog)) && !errors.Is(err, ErrUnsupportedFormat)
+}
+
+// probeBeyondEnd looks past the end of the log, to the end of its segment,
+// for records of this log (their gseq is beyond the end's). A crash can leave
+// such records behind a torn one in a batch that was never synced, and so
+// can media corruption of a record that was; the log cannot tell the two
+// apart, so recovery stops at the first record that does not verify either
+// way, but says loudly that it left verified records behind, and counts them
+// in RecoveryInfo. Stale records of the segment's earlier use have lower
+// gseqs and do not count.
+func (s *Store) probeBeyondEnd(pos, gseq uint64) error {
+	seg := s.segOf(pos)
+	start := pos &^ (BlockSize/SectorSize - 1)
+	end := s.addr(seg, s.segSectors())
+	buf := device.AlignedBuf(int(end-start) * SectorSize)
+	if _, err := s.dev.ReadAt(buf, int64(start)*SectorSize); err != nil {
+		return fmt.Errorf("open: read past the end of the log: %w", err)
+	}
+	var n int
+	var first, last uint64
+	for a := pos + 1; a < end; a++ {
+		b := buf[(a-start)*SectorSize:]
+		if [4]byte(b[:4]) != recordMagic {
+			continue
+		}
+		if h, err := decodeHeader(b, s.sb.UUID); err == nil && h.GSeq > gseq {
+			if n == 0 {
+				first = h.GSeq
+			}
+			n, last = n+1, h.GSeq
+		}
+	}
+	s.recovery.Unreachable = n
+	if n > 0 {
+		s.log.Error("log ends at a record that does not verify, with verified records behind it: "+
+			"a torn batch that was never synced, or media corruption; those records are dropped",
+			"segment", seg, "offset", pos, "gseq", gseq, "records_behind", n, "first_gseq", first, "last_gseq", last)
+	}
+	return nil
 }
 
 // rollToSegment moves roll-forward into segment seg, which must be free, or
@@ -203,7 +275,13 @@ func (s *Store) rollToSegment(seg uint32) error {
 func (s *Store) replayable(h *Header) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if h.LFlags&lflagRelocated != 0 || !h.Kind.chained() && h.Kind != KindDelete {
+	if h.LFlags&lflagRelocated != 0 {
+		if !s.validAddr(h.From) || h.From >= s.addr(uint32(len(s.segs)), 0)-1 {
+			return fmt.Errorf("relocated record from sector %d: %w", h.From, ErrCorrupt)
+		}
+		return nil
+	}
+	if !h.Kind.chained() && h.Kind != KindDelete {
 		return nil
 	}
 	v := s.cat.volume(h.Base)
@@ -223,7 +301,19 @@ func (s *Store) replayable(h *Header) error {
 	if h.Kind == KindDelete {
 		return nil
 	}
+	if err := checkExtent(v.size, h); err != nil {
+		return err
+	}
 	return checkLink(v.lsn, v.head, v.epoch, h)
+}
+
+// checkExtent verifies that a data record's extent lies within a volume of
+// size bytes.
+func checkExtent(size uint64, h *Header) error {
+	if h.Kind == KindData && h.LBA+uint64(h.NSect) > size/SectorSize {
+		return fmt.Errorf("volume %v: extent %d+%d beyond its %d sectors: %w", h.Base, h.LBA, h.NSect, size/SectorSize, ErrCorrupt)
+	}
+	return nil
 }
 
 // checkLink verifies that entry h extends a chain whose head is (lsn, head).
@@ -270,7 +360,11 @@ func (s *Store) endLog(r *logReader) error {
 		return fmt.Errorf("open: read log tail: %w", err)
 	}
 	n := BlockSize/SectorSize - rem
-	h := Header{Kind: KindPad, NBody: uint32(n - 1), GSeq: s.applied.gseq}
+	// The pad also moves the gseq on by 2^32: records of the torn batch may
+	// lie beyond the end with the very gseqs new records would take, and one
+	// found where the log is expected after a second crash would replay a
+	// write that was never acknowledged.
+	h := Header{Kind: KindPad, NBody: uint32(n - 1), GSeq: s.applied.gseq, Aux: s.applied.gseq + gseqJump}
 	h.sealSum(0, make([]byte, HeaderSize))
 	tail := buf[rem*SectorSize:]
 	h.encode(tail, s.sb.UUID)
@@ -282,9 +376,13 @@ func (s *Store) endLog(r *logReader) error {
 		return fmt.Errorf("open: sync log tail: %w", err)
 	}
 	s.applied.off += n
-	s.applied.gseq++
+	s.applied.gseq = h.Aux
 	return nil
 }
+
+// gseqJump is how far a recovery pad moves the gseq: more records than any
+// torn batch can hold (2^32 sectors, 2 TiB).
+const gseqJump = 1 << 32
 
 // restoreTokens recomputes, for every volume this store owns, the token that
 // extends its chain: S(head) = H(s || E(head)).

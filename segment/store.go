@@ -111,6 +111,7 @@ type Store struct {
 	failed     atomic.Pointer[error] // set once a device write or sync fails
 	// readOnly: opened by Check; recovery writes nothing.
 	readOnly bool
+	recovery RecoveryInfo
 
 	// ckptMu serialises checkpoints (background, Close, tests).
 	ckptMu sync.Mutex
@@ -131,6 +132,7 @@ type Store struct {
 	ckptGen      uint64          // generation of the newest durable checkpoint
 	ckptSegs     map[uint32]bool // segments holding its body
 	ckptBytes    int64
+	ckptGen0     uint64 // the generation Open loaded
 	logSinceCkpt int64
 	lastCkptTime time.Time
 	pendingFree  int // segments waiting for a checkpoint to become free
@@ -201,7 +203,7 @@ type snapshot struct {
 	lsn     uint64
 	m       *extent.Map
 	parent  *snapshot
-	refs    int // volumes and snapshots whose parent this is
+	refs    int // volumes and snapshots whose parent this is; 0: released, dropped at the next checkpoint
 	size    uint64
 }
 
@@ -250,6 +252,20 @@ func (s *Store) Close() error {
 	}
 	return s.checkpoint()
 }
+
+// RecoveryInfo says what Open's roll-forward did.
+type RecoveryInfo struct {
+	Checkpoint uint64        // generation of the checkpoint loaded (0: none)
+	Records    int           // records rolled forward after it
+	Took       time.Duration // roll-forward time
+	// Unreachable counts records of this log found past its end, behind the
+	// record that ended it (see probeBeyondEnd); more than zero is logged as
+	// an error.
+	Unreachable int
+}
+
+// Recovery returns what Open's recovery did.
+func (s *Store) Recovery() RecoveryInfo { r := s.recovery; r.Checkpoint = s.ckptGen0; return r }
 
 // Superblock returns the store's superblock.
 func (s *Store) Superblock() Superblock { return *s.sb }

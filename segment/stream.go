@@ -58,8 +58,11 @@ func DecodeStreamHeader(b []byte) (*StreamHeader, error) {
 	if v := binary.LittleEndian.Uint32(b[8:]); v != 1 {
 		return nil, fmt.Errorf("stream header: version %d: %w", v, ErrUnsupportedFormat)
 	}
-	if got, want := crcOf(b[:508]), binary.LittleEndian.Uint32(b[508:]); got != want || !allZero(b[60:508]) {
+	if got, want := crcOf(b[:508]), binary.LittleEndian.Uint32(b[508:]); got != want {
 		return nil, fmt.Errorf("stream header: crc %08x != %08x: %w", got, want, ErrCorrupt)
+	}
+	if !allZero(b[60:508]) {
+		return nil, fmt.Errorf("stream header: reserved bytes set: %w", ErrCorrupt)
 	}
 	sh := &StreamHeader{Base: ID(b[12:32]), From: Position{LSN: binary.LittleEndian.Uint64(b[32:]), Version: ID(b[40:60])}}
 	if (sh.From.LSN == 0) != sh.From.Version.IsZero() {
@@ -261,14 +264,17 @@ const applyChunkBytes = 64 << 20
 // lsn, epoch and chain link) before anything is appended; entries are
 // appended in verified chunks of up to 64 MiB, each all or nothing, so an
 // entry that does not verify leaves the volume at the last good chunk — a
-// version of the sender's history — and returns an error wrapping ErrCorrupt
-// or ErrLink. Entries this store already has are skipped.
+// version of the sender's history. Errors wrap ErrCorrupt (bytes that do not
+// verify, a truncated stream), ErrLink (an entry that does not extend the
+// chain, a fork), ErrUnsupportedFormat, ErrVersionUnavailable (a branch of a
+// version this store lacks) or ErrNoSpace. Entries this store already has are
+// skipped.
 func (s *Store) Apply(r io.Reader) (ApplyStats, error) {
 	var st ApplyStats
 	br := bufio.NewReaderSize(r, 1<<20)
 	hb := make([]byte, HeaderSize)
 	if _, err := io.ReadFull(br, hb); err != nil {
-		return st, fmt.Errorf("apply: stream header: %w", err)
+		return st, fmt.Errorf("apply: stream header: %w: %w", err, ErrCorrupt)
 	}
 	sh, err := DecodeStreamHeader(hb)
 	if err != nil {
@@ -314,6 +320,9 @@ func readChunk(br *bufio.Reader, base ID, sv *shadow, st *ApplyStats) (recs []*r
 		if err := h.checkBody(hb, body); err != nil {
 			return nil, 0, false, err
 		}
+		if err := h.checkEntropy(body); err != nil {
+			return nil, 0, false, err
+		}
 		if h.Base != base {
 			return nil, 0, false, fmt.Errorf("entry of volume %v in a stream of %v: %w", h.Base, base, ErrCorrupt)
 		}
@@ -342,6 +351,7 @@ type chainState struct {
 	lsn   uint64
 	head  ID
 	epoch uint64
+	size  uint64
 }
 
 func newShadow(s *Store) *shadow { return &shadow{s: s, vols: map[ID]*chainState{}} }
@@ -356,7 +366,7 @@ func (sv *shadow) state(base ID) *chainState {
 	if v == nil {
 		return nil
 	}
-	c := &chainState{lsn: v.lsn, head: v.head, epoch: v.epoch}
+	c := &chainState{lsn: v.lsn, head: v.head, epoch: v.epoch, size: v.size}
 	sv.vols[base] = c
 	return c
 }
@@ -374,7 +384,7 @@ func (sv *shadow) accept(h *Header) (skip bool, err error) {
 				return false, err
 			}
 		}
-		sv.vols[h.Base] = &chainState{lsn: 1, head: h.ID, epoch: h.Epoch}
+		sv.vols[h.Base] = &chainState{lsn: 1, head: h.ID, epoch: h.Epoch, size: h.Aux}
 		return false, nil
 	case c == nil:
 		return false, fmt.Errorf("entry lsn %d of unknown volume %v: %w", h.LSN, h.Base, ErrLink)
@@ -383,6 +393,9 @@ func (sv *shadow) accept(h *Header) (skip bool, err error) {
 			return false, fmt.Errorf("volume %v lsn %d: version %v here, %v in the stream (fork): %w", h.Base, h.LSN, c.head, h.ID, ErrLink)
 		}
 		return true, nil
+	}
+	if err := checkExtent(c.size, h); err != nil {
+		return false, err
 	}
 	if err := checkLink(c.lsn, c.head, c.epoch, h); err != nil {
 		return false, err
@@ -398,17 +411,22 @@ func (s *Store) planApply(b *batch, o *op) error {
 	for _, r := range o.recs {
 		r.h.LFlags, r.h.Owner, r.h.From = 0, ID{}, 0
 		if c := s.wVolume(r.h.Base); c != nil {
-			sv.vols[r.h.Base] = &chainState{lsn: c.wLSN, head: c.wHead, epoch: c.epoch}
+			sv.vols[r.h.Base] = &chainState{lsn: c.wLSN, head: c.wHead, epoch: c.epoch, size: c.size}
 		}
 	}
+	// Entries a concurrent Apply appended since this one verified them are
+	// skipped here, as Apply skips those it finds already present.
+	var keep []*rec
 	for _, r := range o.recs {
-		if skip, err := sv.accept(&r.h); err != nil || skip {
-			if err == nil {
-				err = fmt.Errorf("entry lsn %d of %v applied twice: %w", r.h.LSN, r.h.Base, ErrLink)
-			}
+		skip, err := sv.accept(&r.h)
+		if err != nil {
 			return err
 		}
+		if !skip {
+			keep = append(keep, r)
+		}
 	}
+	o.recs = keep
 	if err := s.placeAll(b, o); err != nil {
 		return err
 	}

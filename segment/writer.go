@@ -33,7 +33,7 @@ type op struct {
 	size     uint64
 	recs     []*rec
 	sync     bool // FUA, flush, metadata: durable before done
-	reserve  bool // may use the segments kept for the cleaner and checkpoints
+	reserve  bool // the store's own op (cleaner, checkpoint): never parked; see fits for its space
 	progress bool // opRetry: the background freed space
 	done     func(error)
 
@@ -359,6 +359,7 @@ func (s *Store) seal(b *batch) {
 	s.w.gseq++
 	h.sealSum(0, make([]byte, HeaderSize))
 	buf := s.grow(b, BlockSize-int(s.w.off*SectorSize%BlockSize))
+	clear(buf) // the rest of the block: no stale bytes of a reused buffer on disk
 	h.encode(buf, s.sb.UUID)
 	b.bytes += int64(len(buf))
 	b.sealed = append(b.sealed, s.w.seg)
@@ -405,12 +406,19 @@ func (s *Store) allocSegment() uint32 {
 // cleaner and the checkpoint.
 func (s *Store) reserveSegments() int { return 2 + s.ckptSegmentsLocked() }
 
-// fits reports whether records of n sectors in all (each at most maxRec
-// sectors) can be placed, leaving the reserve unless reserve is set.
-func (s *Store) fits(n int64, maxRec int64, reserve bool) bool {
+// fits reports whether op o's records, n sectors in all (each at most maxRec
+// sectors), can be placed. Free segments are kept in tiers: foreground ops
+// leave room for the cleaner and a checkpoint, the cleaner leaves room for a
+// checkpoint, and a checkpoint (which frees what cleaning emptied) may use
+// everything.
+func (s *Store) fits(o *op, n int64, maxRec int64) bool {
 	s.mu.RLock()
 	free := s.freeSegs
-	if !reserve {
+	switch {
+	case o.kind == opCheckpoint:
+	case o.kind == opRelocate:
+		free -= s.ckptSegmentsLocked()
+	default:
 		free -= s.reserveSegments()
 	}
 	s.mu.RUnlock()
@@ -452,7 +460,7 @@ func (s *Store) placeAll(b *batch, o *op) error {
 		n += r.h.Size() / SectorSize
 		m = max(m, r.h.Size()/SectorSize)
 	}
-	if !s.fits(n, m, o.reserve) {
+	if !s.fits(o, n, m) {
 		return fmt.Errorf("%d bytes: %w", n*SectorSize, ErrNoSpace)
 	}
 	for _, r := range o.recs {
@@ -513,7 +521,7 @@ func (s *Store) placeChained(b *batch, o *op, v *volume) error {
 		n += r.h.Size() / SectorSize
 		m = max(m, r.h.Size()/SectorSize)
 	}
-	if !s.fits(n, m, o.reserve) {
+	if !s.fits(o, n, m) {
 		return fmt.Errorf("volume %v: %d bytes: %w", v.base, n*SectorSize, ErrNoSpace)
 	}
 	scratch := make([]byte, HeaderSize)
@@ -551,7 +559,7 @@ func (s *Store) planNew(b *batch, o *op) error {
 	} else {
 		h.Kind, h.Aux = KindCreate, o.size
 	}
-	if !s.fits(1, 1, false) {
+	if !s.fits(o, 1, 1) {
 		return fmt.Errorf("new volume: %w", ErrNoSpace)
 	}
 	secret := viewSecret(&s.sb.Secret, h.Base, h.Epoch)
@@ -587,7 +595,7 @@ func (s *Store) planDelete(b *batch, o *op) error {
 	if v == nil {
 		return fmt.Errorf("volume %v: %w", o.base, ErrNotFound)
 	}
-	if !s.fits(1, 1, true) {
+	if !s.fits(&op{kind: opRelocate}, 1, 1) { // a delete frees space: let it use the cleaner's room
 		return fmt.Errorf("delete: %w", ErrNoSpace)
 	}
 	r := o.recs[0]
