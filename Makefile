@@ -68,7 +68,8 @@ test-e2e: ## run the e2e tests (root, ublk VM; -tags e2e)
 # Fuzz targets are found by "go test -list", which prints each package's
 # matching names followed by its "ok <pkg>" line. go test -fuzz takes one
 # target of one package at a time. New crashers land in testdata/fuzz and
-# are committed as regression tests.
+# are committed as regression tests. -fuzzminimizetime caps the minimisation
+# of each new input (60 s by default), which stalls the store-level fuzzers.
 .PHONY: fuzz
 fuzz: ## run every Fuzz target for FUZZTIME each
 	@targets=$$($(GO) test $(GOTAGS) -list '^Fuzz' $(PKG) | \
@@ -76,7 +77,7 @@ fuzz: ## run every Fuzz target for FUZZTIME each
 	if [ -z "$$targets" ]; then echo 'fuzz: no Fuzz targets'; exit 0; fi; \
 	while read -r pkg name; do \
 		echo "fuzz: $$pkg $$name for $(FUZZTIME)"; \
-		$(GO) test $(GOTAGS) -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+		$(GO) test $(GOTAGS) -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s "$$pkg"; \
 	done <<< "$$targets"
 
 # The harness lives in bench/cloudfs-bench: it runs the benchmarks and prints

@@ -234,6 +234,7 @@ func (s *Store) freezeLocked(version ID) *snapshot {
 // deleteLocked drops a volume: its map's data and its headers become dead, and
 // its parent snapshot loses a reference.
 func (s *Store) deleteLocked(v *volume) {
+	v.deleted = true
 	dead := s.deadFn()
 	v.m.Ascend(func(e extent.Extent) bool { dead(e); return true })
 	for seg, n := range v.hdrs {

@@ -31,7 +31,7 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 	}
 	s := v.s
 	s.mu.RLock()
-	vol := s.cat.volume(v.base)
+	vol := v.stateLocked()
 	if vol == nil {
 		s.mu.RUnlock()
 		return 0, fmt.Errorf("volume %v: %w", v.base, ErrNotFound)

@@ -186,6 +186,8 @@ type volume struct {
 	epoch   uint64
 	owned   bool
 
+	deleted bool // the volume was deleted; handles return ErrNotFound
+
 	// hdrs counts this volume's chained record headers per segment.
 	hdrs map[uint32]int32
 

@@ -10,6 +10,7 @@ import (
 type Volume struct {
 	s    *Store
 	base ID
+	vol  *volume // the volume's state; deleted once the volume is
 }
 
 // Head is one line of heads: a volume's base id and current version id.
@@ -42,7 +43,7 @@ func (s *Store) Create(size uint64) (*Volume, error) {
 	if err := s.run(o); err != nil {
 		return nil, err
 	}
-	return &Volume{s: s, base: o.recs[0].h.Base}, nil
+	return &Volume{s: s, base: o.recs[0].h.Base, vol: o.vol}, nil
 }
 
 // Branch makes a new writable volume whose contents are version: the current
@@ -54,17 +55,18 @@ func (s *Store) Branch(version ID) (*Volume, error) {
 	if err := s.run(o); err != nil {
 		return nil, err
 	}
-	return &Volume{s: s, base: o.recs[0].h.Base}, nil
+	return &Volume{s: s, base: o.recs[0].h.Base, vol: o.vol}, nil
 }
 
 // Volume returns the volume with base id base.
 func (s *Store) Volume(base ID) (*Volume, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.cat.volume(base) == nil {
+	vol := s.cat.volume(base)
+	if vol == nil {
 		return nil, fmt.Errorf("volume %v: %w", base, ErrNotFound)
 	}
-	return &Volume{s: s, base: base}, nil
+	return &Volume{s: s, base: base, vol: vol}, nil
 }
 
 // Delete removes a volume from this store; its space is reclaimed by the
@@ -85,6 +87,19 @@ func (s *Store) Heads() []Head {
 	return out
 }
 
+// stateLocked returns the volume's state, nil if it was deleted. The handle
+// caches it; a handle made without it looks it up. Caller holds s.mu.
+func (v *Volume) stateLocked() *volume {
+	vol := v.vol
+	if vol == nil {
+		vol = v.s.cat.volume(v.base)
+	}
+	if vol == nil || vol.deleted {
+		return nil
+	}
+	return vol
+}
+
 // Base returns the volume's base id.
 func (v *Volume) Base() ID { return v.base }
 
@@ -93,7 +108,7 @@ func (v *Volume) Info() (Info, error) {
 	s := v.s
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	vol := s.cat.volume(v.base)
+	vol := v.stateLocked()
 	if vol == nil {
 		return Info{}, fmt.Errorf("volume %v: %w", v.base, ErrNotFound)
 	}
@@ -121,7 +136,7 @@ func (v *Volume) WriteAsync(p []byte, off int64, fua bool, done func(error)) {
 		return
 	}
 	start := time.Now()
-	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: dataRecords(p, uint64(off/SectorSize)),
+	v.s.submit(&op{kind: opWrite, base: v.base, target: v.vol, sync: fua, recs: dataRecords(p, uint64(off/SectorSize)),
 		done: func(err error) { v.s.met.writeSeconds.Observe(time.Since(start).Seconds()); done(err) }})
 }
 
@@ -133,7 +148,7 @@ func (v *Volume) ZeroAsync(off, n int64, fua bool, done func(error)) {
 		done(err)
 		return
 	}
-	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: zeroRecords(uint64(off/SectorSize), uint64(n/SectorSize)), done: done})
+	v.s.submit(&op{kind: opWrite, base: v.base, target: v.vol, sync: fua, recs: zeroRecords(uint64(off/SectorSize), uint64(n/SectorSize)), done: done})
 }
 
 // FlushAsync makes every write acknowledged before it durable, then calls done.

@@ -28,8 +28,9 @@ const (
 // or not at all, and done is called once, in log order.
 type op struct {
 	kind     opKind
-	base     ID // the volume (write, create, branch, delete)
-	version  ID // branch: the version branched from
+	base     ID      // the volume (write, create, branch, delete)
+	target   *volume // write: the volume's state, from the caller's handle
+	version  ID      // branch: the version branched from
 	size     uint64
 	recs     []*rec
 	sync     bool // FUA, flush, metadata: durable before done
@@ -414,9 +415,9 @@ func (s *Store) reserveSegments() int { return 2 + s.ckptSegmentsLocked() }
 func (s *Store) fits(o *op, n int64, maxRec int64) bool {
 	s.mu.RLock()
 	free := s.freeSegs
-	switch {
-	case o.kind == opCheckpoint:
-	case o.kind == opRelocate:
+	switch o.kind {
+	case opCheckpoint:
+	case opRelocate:
 		free -= s.ckptSegmentsLocked()
 	default:
 		free -= s.reserveSegments()
@@ -472,18 +473,6 @@ func (s *Store) placeAll(b *batch, o *op) error {
 	return nil
 }
 
-// writable returns the volume o writes to, if this store holds its token.
-func (s *Store) writable(base ID) (*volume, error) {
-	v := s.wVolume(base)
-	if v == nil {
-		return nil, fmt.Errorf("volume %v: %w", base, ErrNotFound)
-	}
-	if !v.owned {
-		return nil, fmt.Errorf("volume %v: %w", base, ErrReadOnly)
-	}
-	return v, nil
-}
-
 // wVolume looks a volume up as the writer sees it: deleted volumes are gone
 // even before their delete record is applied.
 func (s *Store) wVolume(base ID) *volume {
@@ -497,9 +486,15 @@ func (s *Store) wVolume(base ID) *volume {
 }
 
 func (s *Store) planWrite(b *batch, o *op) error {
-	v, err := s.writable(o.base)
-	if err != nil {
-		return err
+	v := o.target
+	if v == nil { // an op built without a handle
+		v = s.wVolume(o.base)
+	}
+	if v == nil || v.wDeleted {
+		return fmt.Errorf("volume %v: %w", o.base, ErrNotFound)
+	}
+	if !v.owned {
+		return fmt.Errorf("volume %v: %w", o.base, ErrReadOnly)
 	}
 	last := o.recs[len(o.recs)-1].h
 	if last.LBA+uint64(last.NSect) > v.size/SectorSize {
