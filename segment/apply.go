@@ -33,7 +33,6 @@ func (s *Store) applyRecord(h *Header, addr uint64) {
 // advance moves v's committed head to record h.
 func (s *Store) advance(v *volume, h *Header, addr uint64) {
 	v.head, v.entropy, v.lsn, v.epoch = h.ID, h.Entropy, h.LSN, h.Epoch
-	v.wHead, v.wLSN = h.ID, h.LSN
 	s.countHeader(v, h, s.segOf(addr), 1)
 }
 
@@ -203,9 +202,6 @@ func (s *Store) newVolumeLocked(h *Header, addr uint64, parent *snapshot) {
 	if parent != nil {
 		parent.refs++
 	}
-	if v.owned {
-		v.wToken, _ = chainStep(viewSecret(&s.sb.Secret, h.Base, h.Epoch), h.Entropy)
-	}
 	s.cat.putVolume(v)
 	s.advance(v, h, addr)
 }
@@ -258,6 +254,9 @@ func (s *Store) release(sn *snapshot) {
 // dropReleasedLocked drops the snapshots without references, and then the
 // parents that this leaves without references: their data becomes dead.
 func (s *Store) dropReleasedLocked() {
+	if s.branchesInFlight.Load() > 0 {
+		return // a planned branch may read through one of them: next time
+	}
 	for again := true; again; {
 		again = false
 		for _, sn := range s.cat.snapshots() {

@@ -99,11 +99,9 @@ func (s *Store) checkMaps(rep *Report, recs []segRecord, live []int64) {
 			if e.Addr == extent.Zero {
 				return true
 			}
-			for k := uint64(0); k < uint64(e.Len); k++ {
-				if !s.checkSector(recs, owner, e.LBA+k, e.Addr+k) {
-					rep.problem("%s: sector %d maps to address %d, which is not that sector of a verified record of %v", name, e.LBA+k, e.Addr+k, owner)
-					return false
-				}
+			if k, ok := checkExtentData(recs, owner, e); !ok {
+				rep.problem("%s: sector %d maps to address %d, which is not that sector of a verified record of %v", name, e.LBA+k, e.Addr+k, owner)
+				return false
 			}
 			live[s.segOf(e.Addr)] += int64(e.Len)
 			return true
@@ -120,23 +118,34 @@ func (s *Store) checkMaps(rep *Report, recs []segRecord, live []int64) {
 	}
 }
 
-// checkSector reports whether address a holds sector lba of a data record of
-// volume base.
-func (s *Store) checkSector(recs []segRecord, base ID, lba, a uint64) bool {
-	r := recordAt(recs, a)
-	if r == nil || r.h.Kind != KindData || r.h.Base != base || r.h.Flags&FlagZero != 0 {
-		return false
-	}
-	if lba < r.h.LBA || lba >= r.h.LBA+uint64(r.h.NSect) || !r.h.Present(int(lba-r.h.LBA)) {
-		return false
-	}
-	rank := uint64(0)
-	for i := 0; i < int(lba-r.h.LBA); i++ {
-		if r.h.Present(i) {
-			rank++
+// checkExtentData reports whether every sector of data extent e is that
+// sector of a data record of volume base at its address; if not, it returns
+// the offset of the first that is not. One pass: a sector's place in a
+// record's body is the count of stored sectors before it.
+func checkExtentData(recs []segRecord, base ID, e extent.Extent) (uint64, bool) {
+	var r *segRecord
+	var rank uint64 // stored sectors of r before the current one
+	for k := uint64(0); k < uint64(e.Len); k++ {
+		lba, a := e.LBA+k, e.Addr+k
+		if r == nil || a >= r.addr+1+uint64(r.h.NBody) {
+			if r = recordAt(recs, a); r == nil || r.h.Kind != KindData || r.h.Base != base || r.h.Flags&(FlagZero|FlagDropped) != 0 ||
+				lba < r.h.LBA || lba >= r.h.LBA+uint64(r.h.NSect) {
+				return k, false
+			}
+			rank = 0
+			for i := 0; i < int(lba-r.h.LBA); i++ {
+				if r.h.Present(i) {
+					rank++
+				}
+			}
 		}
+		i := lba - r.h.LBA
+		if i >= uint64(r.h.NSect) || !r.h.Present(int(i)) || a != r.addr+1+rank {
+			return k, false
+		}
+		rank++
 	}
-	return a == r.addr+1+rank
+	return 0, true
 }
 
 // checkChains verifies each volume's chain of entries, runs and header counts,

@@ -386,6 +386,5 @@ func decodeVolume(d *dec, snaps map[ID]*snapshot, nsegs int) (*volume, error) {
 		v.hdrs[seg] = c
 	}
 	v.m = d.extentMap()
-	v.wHead, v.wLSN = v.head, v.lsn
 	return v, d.err
 }

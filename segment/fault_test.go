@@ -634,7 +634,10 @@ func ftDump(t testing.TB, dev device.Device) []byte {
 // ---- checkpoints racing the writer ---------------------------------------------
 
 // ftQueued reports how many ops wait for the writer.
-func ftQueued(s *Store) int { return len(s.ops) }
+// ftQueued counts ops submitted and not yet completed behind a batch the
+// writer holds: waiting for the writer, or prepared and waiting for the
+// completer (the writer pipelines batches).
+func ftQueued(s *Store) int { return len(s.ops) + len(s.complete) }
 
 // ftGate is a device that blocks the first write whose range matches until
 // released, so a test can act while the writer is in the middle of a batch.

@@ -343,17 +343,22 @@ func (s *Store) headVolume(version ID) *volume {
 	return nil
 }
 
-// endLog makes the end of the log safe to append at. Batches start on block
-// boundaries; if the last valid record ends inside a block, the rest of that
-// block (a torn batch's remains) is replaced by a pad record, rewriting the
-// block's valid sectors unchanged, and synced before anything else is
-// written. A later roll-forward then steps over it. (Sector writes are assumed
-// atomic, so the rewrite cannot damage the unchanged sectors.)
+// endLog makes the end of the log safe to append at: it writes, and syncs
+// before anything else is written, a pad record from the end to the next
+// block boundary (a whole block when the end is on one) whose Aux moves the
+// gseq on by gseqJump. Batches start on block boundaries, so a torn batch's
+// remains after the end are stepped over; and they keep gseqs that new
+// records never take, so none can be mistaken for the log's continuation
+// after another crash. The rewrite of a partly valid block leaves its valid
+// sectors unchanged (sector writes are assumed atomic).
 func (s *Store) endLog(r *logReader) error {
-	rem := s.applied.off % (BlockSize / SectorSize)
-	if rem == 0 || s.readOnly {
+	if s.readOnly {
 		return nil
 	}
+	if s.applied.off+BlockSize/SectorSize > s.segLimit() {
+		return nil // no room before the segment's last block: the next batch seals it
+	}
+	rem := s.applied.off % (BlockSize / SectorSize)
 	blockAddr := s.addr(s.applied.seg, s.applied.off-rem)
 	buf := device.AlignedBuf(BlockSize)
 	if _, err := s.dev.ReadAt(buf, int64(blockAddr)*SectorSize); err != nil {
@@ -384,14 +389,17 @@ func (s *Store) endLog(r *logReader) error {
 // torn batch can hold (2^32 sectors, 2 TiB).
 const gseqJump = 1 << 32
 
-// restoreTokens recomputes, for every volume this store owns, the token that
-// extends its chain: S(head) = H(s || E(head)).
+// restoreTokens builds the writer's view of every volume, recomputing for the
+// volumes this store owns the token that extends the chain: S(head) =
+// H(s || E(head)).
 func (s *Store) restoreTokens() {
+	s.wchain = map[ID]*wvol{}
 	for _, v := range s.cat.volumes() {
-		v.wHead, v.wLSN = v.head, v.lsn
+		w := &wvol{head: v.head, lsn: v.lsn, epoch: v.epoch, size: v.size, owned: v.owned}
 		if v.owned {
-			v.wToken, _ = chainStep(viewSecret(&s.sb.Secret, v.base, v.epoch), v.entropy)
+			w.token, _ = chainStep(viewSecret(&s.sb.Secret, v.base, v.epoch), v.entropy)
 		}
+		s.wchain[v.base] = w
 	}
 }
 

@@ -118,13 +118,26 @@ type Store struct {
 	// cleanMu serialises cleaning passes.
 	cleanMu sync.Mutex
 
-	mu     sync.RWMutex // guards everything below
-	cat    *catalog
-	segs   []segInfo
-	w      writerPos     // the log's end, including records planned but not yet applied (writer only)
-	spare  [][]byte      // batch buffers to reuse (writer only)
-	parked []*op         // ops waiting for space (writer only)
-	kick   chan struct{} // the writer asks the background to reclaim space
+	mu      sync.RWMutex // guards everything below
+	cat     *catalog
+	segs    []segInfo
+	w       writerPos // the log's end, including records planned but not yet applied (writer only)
+	spareMu sync.Mutex
+	spare   [][]byte // batch buffers to reuse
+	// The writer's view: every volume's chain including records planned but
+	// not yet applied, and the snapshots its planned branches will freeze.
+	// Only the writer goroutine touches these.
+	wchain   map[ID]*wvol
+	wsnaps   map[ID]wsnap
+	batchSeq uint64
+	// Pipeline: batches go from the writer to the completer in log order;
+	// ioSem bounds the batches in flight.
+	complete         chan *batch
+	ioSem            chan struct{}
+	appliedSeq       atomic.Uint64 // seq of the last batch completed
+	branchesInFlight atomic.Int64  // branches planned, not yet applied
+	parked           []*op         // ops waiting for space (writer only)
+	kick             chan struct{} // the writer asks the background to reclaim space
 	// applied is the log position after the last batch applied to the index:
 	// a checkpoint taken now rolls forward from here.
 	applied writerPos
@@ -190,11 +203,20 @@ type volume struct {
 
 	// hdrs counts this volume's chained record headers per segment.
 	hdrs map[uint32]int32
+}
 
-	// writer: the chain state including records planned but not yet committed.
-	wHead, wToken ID
-	wLSN          uint64
-	wDeleted      bool
+// wvol is a volume as the writer sees it: its chain including the records
+// planned but not yet applied.
+type wvol struct {
+	head, token      ID
+	lsn, epoch, size uint64
+	owned            bool
+}
+
+// wsnap is a snapshot a planned branch will freeze when it is applied.
+type wsnap struct {
+	src branchSrc
+	seq uint64 // the batch that freezes it
 }
 
 // snapshot is the frozen extent map of a volume at one version: branches of
@@ -215,7 +237,8 @@ type snapshot struct {
 // until Close.
 func Open(dev device.Device, opts Options) (*Store, error) {
 	opts.setDefaults()
-	s := &Store{dev: dev, opts: opts, stop: make(chan struct{}), stopBg: make(chan struct{}), ops: make(chan *op, 1024), kick: make(chan struct{}, 1)}
+	s := &Store{dev: dev, opts: opts, stop: make(chan struct{}), stopBg: make(chan struct{}), ops: make(chan *op, 1024), kick: make(chan struct{}, 1),
+		complete: make(chan *batch, pipelineDepth), ioSem: make(chan struct{}, pipelineDepth), wsnaps: map[ID]wsnap{}}
 	s.log = opts.Logger.With("component", "segment")
 	s.met = newMetrics(opts.Metrics)
 	start := time.Now()

@@ -343,8 +343,9 @@ func readChunk(br *bufio.Reader, base ID, sv *shadow, st *ApplyStats) (recs []*r
 // shadow is the chain state Apply verifies against before the writer does it
 // again: the store's, plus what earlier entries of the stream changed.
 type shadow struct {
-	s    *Store
-	vols map[ID]*chainState
+	s      *Store
+	vols   map[ID]*chainState
+	writer bool // look volumes up in the writer's view, not the catalog
 }
 
 type chainState struct {
@@ -358,6 +359,15 @@ func newShadow(s *Store) *shadow { return &shadow{s: s, vols: map[ID]*chainState
 
 func (sv *shadow) state(base ID) *chainState {
 	if c := sv.vols[base]; c != nil {
+		return c
+	}
+	if sv.writer {
+		w := sv.s.wchain[base]
+		if w == nil {
+			return nil
+		}
+		c := &chainState{lsn: w.lsn, head: w.head, epoch: w.epoch, size: w.size}
+		sv.vols[base] = c
 		return c
 	}
 	sv.s.mu.RLock()
@@ -380,7 +390,7 @@ func (sv *shadow) accept(h *Header) (skip bool, err error) {
 			return true, nil
 		}
 		if h.Kind == KindBranch {
-			if _, err := sv.s.branchSource(h.Link); err != nil {
+			if err := sv.branchable(h.Link); err != nil {
 				return false, err
 			}
 		}
@@ -404,15 +414,27 @@ func (sv *shadow) accept(h *Header) (skip bool, err error) {
 	return false, nil
 }
 
+// branchable checks that a branch of version can be applied here: in the
+// writer's view for the writer, in the catalog for Apply's first pass.
+func (sv *shadow) branchable(version ID) error {
+	if sv.writer {
+		_, _, err := sv.s.branchSource(version)
+		return err
+	}
+	sv.s.mu.RLock()
+	defer sv.s.mu.RUnlock()
+	if sv.s.cat.snapshot(version) == nil && sv.s.headVolume(version) == nil {
+		return fmt.Errorf("branch of %v: not the head of a volume nor a retained snapshot here: %w", version, ErrVersionUnavailable)
+	}
+	return nil
+}
+
 // planApply re-verifies an apply op against the writer's view and places it.
 func (s *Store) planApply(b *batch, o *op) error {
 	sv := newShadow(s)
-	sv.s = s
+	sv.writer = true
 	for _, r := range o.recs {
 		r.h.LFlags, r.h.Owner, r.h.From = 0, ID{}, 0
-		if c := s.wVolume(r.h.Base); c != nil {
-			sv.vols[r.h.Base] = &chainState{lsn: c.wLSN, head: c.wHead, epoch: c.epoch, size: c.size}
-		}
 	}
 	// Entries a concurrent Apply appended since this one verified them are
 	// skipped here, as Apply skips those it finds already present.
@@ -430,10 +452,14 @@ func (s *Store) planApply(b *batch, o *op) error {
 	if err := s.placeAll(b, o); err != nil {
 		return err
 	}
-	for _, r := range o.recs { // later ops of this batch see these entries
-		if v := s.wVolume(r.h.Base); v != nil {
-			v.wLSN, v.wHead = r.h.LSN, r.h.ID
+	for _, r := range o.recs { // later ops see these entries
+		h := &r.h
+		if h.Kind == KindCreate || h.Kind == KindBranch {
+			s.wchain[h.Base] = &wvol{head: h.ID, lsn: 1, epoch: h.Epoch, size: h.Aux}
+			continue
 		}
+		w := s.wchain[h.Base]
+		w.head, w.lsn, w.epoch = h.ID, h.LSN, h.Epoch
 	}
 	return nil
 }

@@ -136,7 +136,7 @@ func (v *Volume) WriteAsync(p []byte, off int64, fua bool, done func(error)) {
 		return
 	}
 	start := time.Now()
-	v.s.submit(&op{kind: opWrite, base: v.base, target: v.vol, sync: fua, recs: dataRecords(p, uint64(off/SectorSize)),
+	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: dataRecords(p, uint64(off/SectorSize)),
 		done: func(err error) { v.s.met.writeSeconds.Observe(time.Since(start).Seconds()); done(err) }})
 }
 
@@ -148,7 +148,7 @@ func (v *Volume) ZeroAsync(off, n int64, fua bool, done func(error)) {
 		done(err)
 		return
 	}
-	v.s.submit(&op{kind: opWrite, base: v.base, target: v.vol, sync: fua, recs: zeroRecords(uint64(off/SectorSize), uint64(n/SectorSize)), done: done})
+	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: zeroRecords(uint64(off/SectorSize), uint64(n/SectorSize)), done: done})
 }
 
 // FlushAsync makes every write acknowledged before it durable, then calls done.

@@ -28,9 +28,8 @@ const (
 // or not at all, and done is called once, in log order.
 type op struct {
 	kind     opKind
-	base     ID      // the volume (write, create, branch, delete)
-	target   *volume // write: the volume's state, from the caller's handle
-	version  ID      // branch: the version branched from
+	base     ID // the volume (write, create, branch, delete)
+	version  ID // branch: the version branched from
 	size     uint64
 	recs     []*rec
 	sync     bool // FUA, flush, metadata: durable before done
@@ -55,7 +54,11 @@ type rec struct {
 // batch is one group commit: the bytes of consecutive records, written with one
 // device write per segment touched.
 type batch struct {
-	ops     []*op
+	seq     uint64
+	ops     []*op // planned ops, in log order
+	acked   []*op // every op to acknowledge, planned or failed, in order
+	end     writerPos
+	wdone   chan error // the device writes' result, when there are any
 	regions []region
 	sealed  []uint32 // segments this batch seals; they turn sealed when it is applied
 	sync    bool
@@ -67,23 +70,54 @@ type region struct {
 	buf []byte
 }
 
+// pipelineDepth is how many batches may be in flight at once: written to the
+// device concurrently (as a raw writer at that queue depth would), completed
+// strictly in log order.
+const pipelineDepth = 4
+
 func (s *Store) writer() {
 	defer s.wg.Done()
+	completed := make(chan struct{})
+	go s.completer(completed)
+	defer func() {
+		close(s.complete)
+		<-completed
+		s.failParked(ErrClosed)
+	}()
 	for {
 		select {
 		case o := <-s.ops:
-			s.commit(s.collect(o))
+			s.dispatch(s.prepare(s.collect(o)))
 		case <-s.stop:
 			for {
 				select {
 				case o := <-s.ops:
-					s.commit(s.collect(o))
+					s.dispatch(s.prepare(s.collect(o)))
 				default:
-					s.failParked(ErrClosed)
 					return
 				}
 			}
 		}
+	}
+}
+
+// dispatch starts a prepared batch's device writes and queues it for
+// completion. At most pipelineDepth batches are in flight.
+func (s *Store) dispatch(b *batch) {
+	s.ioSem <- struct{}{}
+	if len(b.regions) > 0 {
+		b.wdone = make(chan error, 1)
+		go func() { b.wdone <- s.writeRegions(b.regions) }()
+	}
+	s.complete <- b
+}
+
+// completer finishes batches in log order.
+func (s *Store) completer(done chan<- struct{}) {
+	defer close(done)
+	for b := range s.complete {
+		s.finishBatch(b)
+		<-s.ioSem
 	}
 }
 
@@ -112,13 +146,24 @@ func (o *op) bytes() int64 {
 	return n + HeaderSize
 }
 
-// commit plans every op of the batch into the log, writes it, syncs if any op
-// asks for durability, applies the records to the index and acknowledges the
-// ops in log order.
+// commit prepares, writes and finishes a batch in the calling goroutine: for
+// Close's last checkpoint, once the writer and completer have stopped.
 func (s *Store) commit(ops []*op) {
+	b := s.prepare(ops)
+	if len(b.regions) > 0 {
+		b.wdone = make(chan error, 1)
+		b.wdone <- s.writeRegions(b.regions)
+	}
+	s.finishBatch(b)
+}
+
+// prepare plans every op into the log: validates it against the writer's
+// view, fills in its records' chain fields and places their bytes in the
+// batch's buffers. An op that fails is acknowledged, in order, with its error.
+func (s *Store) prepare(ops []*op) *batch {
+	s.batchSeq++
+	b := &batch{seq: s.batchSeq}
 	ops = s.unpark(ops)
-	b := &batch{}
-	var acked []*op
 	for _, o := range ops {
 		if o.kind != opRetry && len(s.parked) > 0 && !o.reserve {
 			s.parked = append(s.parked, o) // keep submission order behind parked ops
@@ -133,7 +178,7 @@ func (s *Store) commit(ops []*op) {
 			s.park(o)
 			continue
 		}
-		acked = append(acked, o)
+		b.acked = append(b.acked, o)
 		if o.err == nil {
 			b.ops = append(b.ops, o)
 			b.sync = b.sync || o.sync
@@ -141,17 +186,50 @@ func (s *Store) commit(ops []*op) {
 	}
 	if len(b.ops) > 0 {
 		s.finish(b)
-		if err := s.write(b); err != nil {
+	}
+	b.end = s.w
+	return b
+}
+
+// finishBatch waits for a batch's device writes, syncs if an op asked for
+// durability (every earlier batch is complete by then, so the sync covers
+// them too), applies its records to the index, and acknowledges its ops in
+// order. A batch after a failed one fails too.
+func (s *Store) finishBatch(b *batch) {
+	if len(b.ops) > 0 {
+		var err error
+		if b.wdone != nil { // a batch of flushes alone writes nothing
+			err = <-b.wdone
+		}
+		if err == nil {
+			err = s.failure()
+		}
+		if err == nil && b.sync {
+			if err = s.dev.Sync(); err != nil {
+				err = fmt.Errorf("sync: %w", err)
+			} else {
+				s.met.syncs.Inc()
+			}
+		}
+		if err != nil {
 			err = s.fail(err)
 			for _, o := range b.ops {
 				o.err = err
 			}
 		} else {
+			s.met.appendBytes.Add(float64(b.bytes))
+			s.met.batches.Inc()
 			s.applyBatch(b)
+		}
+		for _, o := range b.ops {
+			if o.kind == opBranch {
+				s.branchesInFlight.Add(-1)
+			}
 		}
 	}
 	s.recycle(b)
-	for _, o := range acked {
+	s.appliedSeq.Store(b.seq)
+	for _, o := range b.acked {
 		if o.done != nil {
 			o.done(o.err)
 		}
@@ -214,21 +292,6 @@ func (s *Store) failParked(err error) {
 // device as several writes at once, as a raw writer at queue depth > 1 would.
 const writeChunk = 1 << 20
 
-func (s *Store) write(b *batch) error {
-	if err := s.writeRegions(b.regions); err != nil {
-		return err
-	}
-	s.met.appendBytes.Add(float64(b.bytes))
-	s.met.batches.Inc()
-	if b.sync {
-		if err := s.dev.Sync(); err != nil {
-			return fmt.Errorf("sync: %w", err)
-		}
-		s.met.syncs.Inc()
-	}
-	return nil
-}
-
 // writeRegions writes the regions, up to four 1 MiB chunks at a time, and
 // returns the first error.
 func (s *Store) writeRegions(regions []region) error {
@@ -282,7 +345,7 @@ func (s *Store) applyBatch(b *batch) {
 		s.maybeEmptyLocked(seg)
 	}
 	s.logSinceCkpt += b.bytes
-	s.applied = s.w
+	s.applied = b.end
 }
 
 // place appends record r at the log's end, switching segments when it does not
@@ -331,6 +394,8 @@ func (s *Store) segLimit() int64 { return s.segSectors() - BlockSize/SectorSize 
 // takeBuf returns an empty aligned buffer for a batch region, reusing those of
 // earlier batches: the writer allocates nothing per batch in steady state.
 func (s *Store) takeBuf() []byte {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
 	if n := len(s.spare); n > 0 {
 		b := s.spare[n-1]
 		s.spare = s.spare[:n-1]
@@ -343,6 +408,8 @@ func (s *Store) takeBuf() []byte {
 // of at most MaxBatchBytes plus one record, so the fixed memory stays small;
 // a rare larger region (a checkpoint) is left to the garbage collector.
 func (s *Store) recycle(b *batch) {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
 	for _, r := range b.regions {
 		if len(s.spare) < 2 && cap(r.buf) <= s.opts.MaxBatchBytes+(2<<20) {
 			s.spare = append(s.spare, r.buf)
@@ -473,58 +540,33 @@ func (s *Store) placeAll(b *batch, o *op) error {
 	return nil
 }
 
-// wVolume looks a volume up as the writer sees it: deleted volumes are gone
-// even before their delete record is applied.
-func (s *Store) wVolume(base ID) *volume {
-	s.mu.RLock()
-	v := s.cat.volume(base)
-	s.mu.RUnlock()
-	if v == nil || v.wDeleted {
-		return nil
-	}
-	return v
-}
-
 func (s *Store) planWrite(b *batch, o *op) error {
-	v := o.target
-	if v == nil { // an op built without a handle
-		v = s.wVolume(o.base)
-	}
-	if v == nil || v.wDeleted {
+	w := s.wchain[o.base]
+	if w == nil {
 		return fmt.Errorf("volume %v: %w", o.base, ErrNotFound)
 	}
-	if !v.owned {
+	if !w.owned {
 		return fmt.Errorf("volume %v: %w", o.base, ErrReadOnly)
 	}
 	last := o.recs[len(o.recs)-1].h
-	if last.LBA+uint64(last.NSect) > v.size/SectorSize {
-		return fmt.Errorf("volume %v: write to sector %d of %d: %w", v.base, last.LBA+uint64(last.NSect), v.size/SectorSize, ErrOutOfRange)
+	if last.LBA+uint64(last.NSect) > w.size/SectorSize {
+		return fmt.Errorf("volume %v: write to sector %d of %d: %w", o.base, last.LBA+uint64(last.NSect), w.size/SectorSize, ErrOutOfRange)
 	}
-	for _, r := range o.recs {
-		r.h.Base, r.h.Epoch = v.base, v.epoch
-	}
-	if err := s.placeChained(b, o, v); err != nil {
-		return err
-	}
-	return nil
-}
-
-// placeChained links o's records onto v's chain with v's token, then places them.
-func (s *Store) placeChained(b *batch, o *op, v *volume) error {
 	var n, m int64
 	for _, r := range o.recs {
 		n += r.h.Size() / SectorSize
 		m = max(m, r.h.Size()/SectorSize)
 	}
 	if !s.fits(o, n, m) {
-		return fmt.Errorf("volume %v: %d bytes: %w", v.base, n*SectorSize, ErrNoSpace)
+		return fmt.Errorf("volume %v: %d bytes: %w", o.base, n*SectorSize, ErrNoSpace)
 	}
 	scratch := make([]byte, HeaderSize)
-	secret := viewSecret(&s.sb.Secret, v.base, v.epoch)
+	secret := viewSecret(&s.sb.Secret, o.base, w.epoch)
 	for _, r := range o.recs {
-		r.h.LSN, r.h.Link = v.wLSN+1, v.wToken
-		v.wToken, v.wHead = s.seal1(&r.h, r.bodyCRC, secret, scratch)
-		v.wLSN++
+		r.h.Base, r.h.Epoch = o.base, w.epoch
+		r.h.LSN, r.h.Link = w.lsn+1, w.token
+		w.token, w.head = s.seal1(&r.h, r.bodyCRC, secret, scratch)
+		w.lsn++
 		s.place(b, r)
 	}
 	o.addr = o.recs[0].addr
@@ -546,48 +588,70 @@ func (s *Store) planNew(b *batch, o *op) error {
 	h := &r.h
 	h.LSN, h.Epoch, h.LFlags = 1, 1, lflagOwned
 	if o.kind == opBranch {
-		src, err := s.branchSource(o.version)
+		// Counted before the source is looked up: a checkpoint does not drop
+		// released snapshots while a branch may be reading through one.
+		s.branchesInFlight.Add(1)
+		src, pending, err := s.branchSource(o.version)
+		if err == nil && !s.fits(o, 1, 1) {
+			err = fmt.Errorf("new volume: %w", ErrNoSpace)
+		}
 		if err != nil {
+			s.branchesInFlight.Add(-1)
 			return err
+		}
+		if !pending {
+			s.wsnaps[o.version] = wsnap{src: src, seq: b.seq}
 		}
 		h.Kind, h.Link, h.Source, h.Aux = KindBranch, o.version, src.base, src.size
 	} else {
+		if !s.fits(o, 1, 1) {
+			return fmt.Errorf("new volume: %w", ErrNoSpace)
+		}
 		h.Kind, h.Aux = KindCreate, o.size
 	}
-	if !s.fits(o, 1, 1) {
-		return fmt.Errorf("new volume: %w", ErrNoSpace)
-	}
 	secret := viewSecret(&s.sb.Secret, h.Base, h.Epoch)
-	s.seal1(h, 0, secret, make([]byte, HeaderSize))
+	token, id := s.seal1(h, 0, secret, make([]byte, HeaderSize))
+	s.wchain[h.Base] = &wvol{head: id, token: token, lsn: 1, epoch: h.Epoch, size: h.Aux, owned: true}
 	s.place(b, r)
 	o.addr = r.addr
 	return nil
 }
 
 // branchSource finds what a branch of version would read through: a volume
-// whose head (as the writer sees it) is version, or a retained snapshot.
+// whose head (as the writer sees it) is version, a retained snapshot, or a
+// snapshot a branch planned earlier will freeze. pending reports that the
+// snapshot exists or will exist already.
 type branchSrc struct {
 	base ID
 	size uint64
 }
 
-func (s *Store) branchSource(version ID) (branchSrc, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, v := range s.cat.volumes() {
-		if v.wHead == version && !v.wDeleted {
-			return branchSrc{v.base, v.size}, nil
+func (s *Store) branchSource(version ID) (src branchSrc, pending bool, err error) {
+	for base, w := range s.wchain {
+		if w.head == version {
+			return branchSrc{base, w.size}, false, nil
 		}
 	}
-	if sn := s.cat.snapshot(version); sn != nil {
-		return branchSrc{sn.owner, sn.size}, nil
+	s.mu.RLock()
+	sn := s.cat.snapshot(version)
+	s.mu.RUnlock()
+	if sn != nil {
+		return branchSrc{sn.owner, sn.size}, true, nil
 	}
-	return branchSrc{}, fmt.Errorf("branch of %v: not the head of a volume nor a retained snapshot: %w", version, ErrVersionUnavailable)
+	applied := s.appliedSeq.Load()
+	for v, p := range s.wsnaps {
+		if p.seq <= applied {
+			delete(s.wsnaps, v) // applied: the catalog knows it (or dropped it)
+		}
+	}
+	if p, ok := s.wsnaps[version]; ok {
+		return p.src, true, nil
+	}
+	return branchSrc{}, false, fmt.Errorf("branch of %v: not the head of a volume nor a retained snapshot: %w", version, ErrVersionUnavailable)
 }
 
 func (s *Store) planDelete(b *batch, o *op) error {
-	v := s.wVolume(o.base)
-	if v == nil {
+	if s.wchain[o.base] == nil {
 		return fmt.Errorf("volume %v: %w", o.base, ErrNotFound)
 	}
 	if !s.fits(&op{kind: opRelocate}, 1, 1) { // a delete frees space: let it use the cleaner's room
@@ -596,7 +660,7 @@ func (s *Store) planDelete(b *batch, o *op) error {
 	r := o.recs[0]
 	r.h.Kind, r.h.Base = KindDelete, o.base
 	r.h.sealSum(0, make([]byte, HeaderSize))
-	v.wDeleted = true
+	delete(s.wchain, o.base)
 	s.place(b, r)
 	return nil
 }
