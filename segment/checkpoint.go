@@ -45,11 +45,11 @@ func (s *Store) checkpoint() error {
 	body := s.encodeCheckpointLocked(gen, replay)
 	s.mu.RUnlock()
 
-	o := &op{kind: opCheckpoint, sync: true, reserve: true, recs: checkpointRecords(body, gen)}
+	o := &op{kind: opCheckpoint, sync: true, recs: checkpointRecords(body, gen)}
 	if err := s.runInternal(o); err != nil {
 		return fmt.Errorf("checkpoint %d: %w", gen, err)
 	}
-	sl := slot{Generation: gen, BodyAddr: o.addr, BodyGSeq: o.recs[0].h.GSeq, BodyChunks: uint32(len(o.recs)),
+	sl := slot{Generation: gen, BodyAddr: o.recs[0].addr, BodyGSeq: o.recs[0].h.GSeq, BodyChunks: uint32(len(o.recs)),
 		BodyBytes: uint64(len(body)), BodyCRC: crc32.Checksum(body, crcTable), ReplayAddr: s.addr(replay.seg, replay.off), ReplayGSeq: replay.gseq}
 	if err := s.writeSlot(&sl); err != nil {
 		return s.fail(fmt.Errorf("checkpoint %d: %w", gen, err))

@@ -181,7 +181,7 @@ func (s *Store) cleanSegment(seg uint32) (int64, error) {
 			size += out[n].h.Size()
 			n++
 		}
-		if err := s.runInternal(&op{kind: opRelocate, reserve: true, recs: out[:n]}); err != nil {
+		if err := s.runInternal(&op{kind: opRelocate, recs: out[:n]}); err != nil {
 			return copied, err
 		}
 		copied += size

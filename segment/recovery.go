@@ -117,6 +117,7 @@ func (s *Store) loadCheckpoint(sl *slot) error {
 	}
 	s.applied = writerPos{seg: s.segOf(sl.ReplayAddr), off: int64(sl.ReplayAddr) - int64(s.addr(s.segOf(sl.ReplayAddr), 0)), gseq: sl.ReplayGSeq, segSq: st.segSq}
 	s.ckptGen, s.ckptSegs, s.ckptBytes = sl.Generation, segs, int64(sl.BodyBytes)
+	s.recovery.Checkpoint = sl.Generation
 	for i := range s.segs {
 		if g := &s.segs[i]; g.state == segPending {
 			if g.emptiedAt < sl.Generation && !segs[uint32(i)] {

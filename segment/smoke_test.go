@@ -46,6 +46,9 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if r := st.Recovery(); r.Checkpoint == 0 {
+		t.Errorf("Recovery() after a clean Close = %+v, want the closing checkpoint's generation", r)
+	}
 	v, _ = st.Volume(v.Base())
 	if _, err := v.ReadAt(got, 4096); err != nil || got[0] != 'b' || got[4096] != 'a' {
 		t.Fatalf("after reopen read = %v %q %q", err, got[:4], got[4096:4100])

@@ -145,7 +145,6 @@ type Store struct {
 	ckptGen      uint64          // generation of the newest durable checkpoint
 	ckptSegs     map[uint32]bool // segments holding its body
 	ckptBytes    int64
-	ckptGen0     uint64 // the generation Open loaded
 	logSinceCkpt int64
 	lastCkptTime time.Time
 	pendingFree  int // segments waiting for a checkpoint to become free
@@ -182,12 +181,12 @@ type segInfo struct {
 	pins      atomic.Int32 // reads in flight
 }
 
-// volume is the hot state of one volume, guarded by Store.mu, except the fields
-// marked "writer", which only the writer goroutine touches.
+// volume is the state of one volume as of the last applied batch, guarded by
+// Store.mu. (The writer plans on its own view, wvol.)
 type volume struct {
 	base    ID
 	size    uint64 // bytes
-	created int64
+	created int64  // sector address of its create or branch record
 	parent  *snapshot
 	m       *extent.Map
 	runs    runs // where its chained records are, by lsn
@@ -290,7 +289,7 @@ type RecoveryInfo struct {
 }
 
 // Recovery returns what Open's recovery did.
-func (s *Store) Recovery() RecoveryInfo { r := s.recovery; r.Checkpoint = s.ckptGen0; return r }
+func (s *Store) Recovery() RecoveryInfo { return s.recovery }
 
 // Superblock returns the store's superblock.
 func (s *Store) Superblock() Superblock { return *s.sb }

@@ -33,14 +33,12 @@ type op struct {
 	size     uint64
 	recs     []*rec
 	sync     bool // FUA, flush, metadata: durable before done
-	reserve  bool // the store's own op (cleaner, checkpoint): never parked; see fits for its space
 	progress bool // opRetry: the background freed space
 	done     func(error)
 
 	// results
-	vol  *volume
-	err  error
-	addr uint64 // address of the first record
+	vol *volume
+	err error
 }
 
 // rec is a record on its way into the log.
@@ -138,6 +136,10 @@ func (s *Store) collect(first *op) []*op {
 	return ops
 }
 
+// internal reports whether o is the store's own (cleaner, checkpoint): such
+// ops are never parked behind foreground ones.
+func (o *op) internal() bool { return o.kind == opRelocate || o.kind == opCheckpoint }
+
 func (o *op) bytes() int64 {
 	var n int64
 	for _, r := range o.recs {
@@ -165,7 +167,7 @@ func (s *Store) prepare(ops []*op) *batch {
 	b := &batch{seq: s.batchSeq}
 	ops = s.unpark(ops)
 	for _, o := range ops {
-		if o.kind != opRetry && len(s.parked) > 0 && !o.reserve {
+		if o.kind != opRetry && len(s.parked) > 0 && !o.internal() {
 			s.parked = append(s.parked, o) // keep submission order behind parked ops
 			continue
 		}
@@ -174,7 +176,7 @@ func (s *Store) prepare(ops []*op) *batch {
 		} else {
 			o.err = s.plan(b, o)
 		}
-		if errors.Is(o.err, ErrNoSpace) && !o.reserve && s.canReclaim() {
+		if errors.Is(o.err, ErrNoSpace) && !o.internal() && s.canReclaim() {
 			s.park(o)
 			continue
 		}
@@ -292,8 +294,9 @@ func (s *Store) failParked(err error) {
 // device as several writes at once, as a raw writer at queue depth > 1 would.
 const writeChunk = 1 << 20
 
-// writeRegions writes the regions, up to four 1 MiB chunks at a time, and
-// returns the first error.
+// writeRegions writes the regions, up to four 1 MiB chunks at a time. After
+// the first error it issues no further write, and it returns that error once
+// every write in flight has ended (the buffers are then free to reuse).
 func (s *Store) writeRegions(regions []region) error {
 	var (
 		wg   sync.WaitGroup
@@ -301,13 +304,19 @@ func (s *Store) writeRegions(regions []region) error {
 		mu   sync.Mutex
 		errs error
 	)
+	failed := func() bool { mu.Lock(); defer mu.Unlock(); return errs != nil }
+	write := func(p []byte, at int64) {
+		if _, err := s.dev.WriteAt(p, at); err != nil {
+			mu.Lock()
+			errs = cmp.Or(errs, fmt.Errorf("write %d bytes at %d: %w", len(p), at, err))
+			mu.Unlock()
+		}
+	}
 	for _, r := range regions {
-		for off := 0; off < len(r.buf); off += writeChunk {
+		for off := 0; off < len(r.buf) && !failed(); off += writeChunk {
 			p, at := r.buf[off:min(off+writeChunk, len(r.buf))], r.off+int64(off)
 			if len(r.buf) <= writeChunk { // the common small batch: no goroutine
-				if _, err := s.dev.WriteAt(p, at); err != nil {
-					return fmt.Errorf("write %d bytes at %d: %w", len(p), at, err)
-				}
+				write(p, at)
 				continue
 			}
 			wg.Add(1)
@@ -315,11 +324,7 @@ func (s *Store) writeRegions(regions []region) error {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if _, err := s.dev.WriteAt(p, at); err != nil {
-					mu.Lock()
-					errs = cmp.Or(errs, fmt.Errorf("write %d bytes at %d: %w", len(p), at, err))
-					mu.Unlock()
-				}
+				write(p, at)
 			}()
 		}
 	}
@@ -484,7 +489,7 @@ func (s *Store) fits(o *op, n int64, maxRec int64) bool {
 	free := s.freeSegs
 	switch o.kind {
 	case opCheckpoint:
-	case opRelocate:
+	case opRelocate, opDelete: // a delete frees space: it may use the cleaner's room
 		free -= s.ckptSegmentsLocked()
 	default:
 		free -= s.reserveSegments()
@@ -534,9 +539,6 @@ func (s *Store) placeAll(b *batch, o *op) error {
 	for _, r := range o.recs {
 		s.place(b, r)
 	}
-	if len(o.recs) > 0 {
-		o.addr = o.recs[0].addr
-	}
 	return nil
 }
 
@@ -569,7 +571,6 @@ func (s *Store) planWrite(b *batch, o *op) error {
 		w.lsn++
 		s.place(b, r)
 	}
-	o.addr = o.recs[0].addr
 	return nil
 }
 
@@ -613,7 +614,6 @@ func (s *Store) planNew(b *batch, o *op) error {
 	token, id := s.seal1(h, 0, secret, make([]byte, HeaderSize))
 	s.wchain[h.Base] = &wvol{head: id, token: token, lsn: 1, epoch: h.Epoch, size: h.Aux, owned: true}
 	s.place(b, r)
-	o.addr = r.addr
 	return nil
 }
 
@@ -654,7 +654,7 @@ func (s *Store) planDelete(b *batch, o *op) error {
 	if s.wchain[o.base] == nil {
 		return fmt.Errorf("volume %v: %w", o.base, ErrNotFound)
 	}
-	if !s.fits(&op{kind: opRelocate}, 1, 1) { // a delete frees space: let it use the cleaner's room
+	if !s.fits(o, 1, 1) {
 		return fmt.Errorf("delete: %w", ErrNoSpace)
 	}
 	r := o.recs[0]
