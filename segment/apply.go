@@ -34,6 +34,9 @@ func (s *Store) applyRecord(h *Header, addr uint64) {
 func (s *Store) advance(v *volume, h *Header, addr uint64) {
 	v.head, v.entropy, v.lsn, v.epoch = h.ID, h.Entropy, h.LSN, h.Epoch
 	s.countHeader(v, h, s.segOf(addr), 1)
+	if v.met != nil {
+		v.met.lsn.Set(float64(v.lsn))
+	}
 }
 
 // countHeader adds (or with n = -1 removes) a chained record header of v in seg
@@ -202,6 +205,7 @@ func (s *Store) newVolumeLocked(h *Header, addr uint64, parent *snapshot) {
 	if parent != nil {
 		parent.refs++
 	}
+	v.met = s.met.forVolume(v.base, v.size)
 	s.cat.putVolume(v)
 	s.advance(v, h, addr)
 }
@@ -237,6 +241,7 @@ func (s *Store) deleteLocked(v *volume) {
 		s.addLive(seg, -int64(n))
 	}
 	s.cat.deleteVolume(v.base)
+	s.met.dropVolume(v.base)
 	s.release(v.parent)
 }
 

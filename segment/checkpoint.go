@@ -109,12 +109,6 @@ func (s *Store) ckptDurableLocked(gen uint64, segs map[uint32]bool, bodyBytes in
 			s.freeSegs++
 		}
 	}
-	s.met.freeSegments.Set(float64(s.freeSegs))
-	var live int64
-	for i := range s.segs {
-		live += s.segs[i].live
-	}
-	s.met.liveBytes.Set(float64(live * SectorSize))
 }
 
 // ckptSegmentsLocked is how many segments the next checkpoint may need.

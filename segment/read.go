@@ -3,6 +3,7 @@ package segment
 import (
 	"fmt"
 	"sync"
+	"time"
 	"unsafe"
 
 	"cloudfs/segment/device"
@@ -29,6 +30,7 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 	if err := checkRange(off, int64(len(p))); err != nil {
 		return 0, err
 	}
+	start := time.Now()
 	s := v.s
 	s.mu.RLock()
 	vol := v.stateLocked()
@@ -56,6 +58,11 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 	}
 	if err != nil {
 		return 0, fmt.Errorf("volume %v: read at %d: %w", v.base, off, err)
+	}
+	if m := vol.met; m != nil {
+		m.readSec.Observe(time.Since(start).Seconds())
+		m.reads.Inc()
+		m.readBytes.Add(float64(len(p)))
 	}
 	return len(p), nil
 }

@@ -52,7 +52,6 @@ func (s *Store) recover() error {
 	s.log.Info("log rolled forward", "records", n, "took", time.Since(start))
 	s.w = s.applied
 	s.restoreTokens()
-	s.met.freeSegments.Set(float64(s.freeSegs))
 	return nil
 }
 

@@ -120,6 +120,9 @@ type Store struct {
 
 	mu      sync.RWMutex // guards everything below
 	cat     *catalog
+	// changed is closed, and replaced, whenever a batch is applied: followers
+	// of a volume wait on it for new entries.
+	changed chan struct{}
 	segs    []segInfo
 	w       writerPos // the log's end, including records planned but not yet applied (writer only)
 	spareMu sync.Mutex
@@ -202,6 +205,8 @@ type volume struct {
 
 	// hdrs counts this volume's chained record headers per segment.
 	hdrs map[uint32]int32
+
+	met *volMetrics // set before the volume is visible to a handle
 }
 
 // wvol is a volume as the writer sees it: its chain including the records
@@ -242,8 +247,18 @@ func Open(dev device.Device, opts Options) (*Store, error) {
 	s.met = newMetrics(opts.Metrics)
 	start := time.Now()
 	if err := s.recover(); err != nil {
+		s.met.unregister()
 		return nil, err
 	}
+	s.lastCkptTime = time.Now() // what a restart would roll forward starts here
+	for _, v := range s.cat.volumes() {
+		if v.met == nil { // loaded from the checkpoint
+			v.met = s.met.forVolume(v.base, v.size)
+			v.met.lsn.Set(float64(v.lsn))
+		}
+	}
+	s.changed = make(chan struct{})
+	s.met.register(newStoreCollector(s))
 	s.log.Info("store opened", "uuid", fmt.Sprintf("%x", s.sb.UUID), "segments", len(s.segs),
 		"volumes", len(s.cat.volumes()), "checkpoint", s.ckptGen, "took", time.Since(start))
 	s.wg.Add(1)
@@ -262,6 +277,8 @@ func (s *Store) Close() error {
 	if s.closing.Swap(true) {
 		return ErrClosed
 	}
+	defer s.met.unregister()
+	s.wake() // followers see closing and end
 	// Wait for submitters, Checkpoint and Clean calls in flight; later ones
 	// see closing once Close returns.
 	s.subMu.Lock()

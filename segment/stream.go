@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -84,15 +85,25 @@ type StreamStats struct {
 // after from were compacted into a gap that starts before from, it returns
 // ErrVersionUnavailable (the receiver needs a full copy).
 func (s *Store) Stream(w io.Writer, base ID, from Position) (StreamStats, error) {
-	s.mu.RLock()
-	v := s.cat.volume(base)
-	if v == nil {
-		s.mu.RUnlock()
-		return StreamStats{}, fmt.Errorf("stream %v: %w", base, ErrNotFound)
+	return s.stream(context.Background(), w, base, from, false)
+}
+
+// Follow is Stream that does not end at the head: once it has written the
+// entries up to the head, it writes each new entry of the volume as it is
+// committed, until ctx is done (it then returns ctx's error), the volume is
+// deleted (ErrNotFound), the store closes (ErrClosed) or a write to w fails.
+// Every round of entries ends with one Write to w, so a w that flushes on
+// Write (an HTTP response) sends entries as they are committed.
+func (s *Store) Follow(ctx context.Context, w io.Writer, base ID, from Position) (StreamStats, error) {
+	return s.stream(ctx, w, base, from, true)
+}
+
+func (s *Store) stream(ctx context.Context, w io.Writer, base ID, from Position, follow bool) (StreamStats, error) {
+	head, changed, err := s.headOf(base)
+	if err != nil {
+		return StreamStats{}, fmt.Errorf("stream %v: %w", base, err)
 	}
-	head := Position{LSN: v.lsn, Version: v.head}
-	s.mu.RUnlock()
-	st := StreamStats{To: head}
+	st := StreamStats{To: from}
 	if from.LSN > head.LSN {
 		return st, fmt.Errorf("stream %v: from lsn %d beyond head %d: %w", base, from.LSN, head.LSN, ErrLink)
 	}
@@ -101,25 +112,65 @@ func (s *Store) Stream(w io.Writer, base ID, from Position) (StreamStats, error)
 	if _, err := bw.Write(sh.encode()); err != nil {
 		return st, err
 	}
+	verify := from.LSN > 0 // the first round checks that from is in this history
+	for {
+		if err := s.streamRange(bw, base, &st, head, verify); err != nil {
+			return st, fmt.Errorf("stream %v: %w", base, err)
+		}
+		if err := bw.Flush(); err != nil || !follow {
+			return st, err
+		}
+		verify = false
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-changed:
+		}
+		if head, changed, err = s.headOf(base); err != nil {
+			return st, fmt.Errorf("stream %v: %w", base, err)
+		}
+	}
+}
+
+// headOf returns the volume's committed head and the channel closed at the
+// next change of the store.
+func (s *Store) headOf(base ID) (Position, <-chan struct{}, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closing.Load() {
+		return Position{}, nil, ErrClosed
+	}
+	v := s.cat.volume(base)
+	if v == nil {
+		return Position{}, nil, ErrNotFound
+	}
+	return Position{LSN: v.lsn, Version: v.head}, s.changed, nil
+}
+
+// streamRange writes the entries after st.To up to head and advances st.
+// With verify, it first checks that st.To is a version of this history.
+func (s *Store) streamRange(bw *bufio.Writer, base ID, st *StreamStats, head Position, verify bool) error {
+	from := st.To
 	next := from.LSN + 1
-	for next <= head.LSN || (from.LSN > 0 && next == from.LSN+1) {
+	for next <= head.LSN || (verify && next == from.LSN+1) {
 		recs, err := s.entriesFrom(base, from, next, head.LSN)
 		if err != nil {
-			return st, fmt.Errorf("stream %v: %w", base, err)
+			return err
 		}
 		if len(recs) == 0 {
 			break
 		}
 		for _, r := range recs {
 			if err := writeWire(bw, r.h, r.body); err != nil {
-				return st, err
+				return err
 			}
 			st.Entries++
 			st.Bytes += r.h.Size()
+			st.To = Position{LSN: r.h.LSN, Version: r.h.ID}
 			next = r.h.LSN + 1
 		}
 	}
-	return st, bw.Flush()
+	return nil
 }
 
 // entriesFrom returns the volume's entries with lsn >= next (up to last) from

@@ -135,9 +135,31 @@ func (v *Volume) WriteAsync(p []byte, off int64, fua bool, done func(error)) {
 		done(err)
 		return
 	}
-	start := time.Now()
 	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: dataRecords(p, uint64(off/SectorSize)),
-		done: func(err error) { v.s.met.writeSeconds.Observe(time.Since(start).Seconds()); done(err) }})
+		done: v.observeWrite(int64(len(p)), done)})
+}
+
+// observeWrite wraps done to count an acknowledged write of n bytes.
+func (v *Volume) observeWrite(n int64, done func(error)) func(error) {
+	start := time.Now()
+	return func(err error) {
+		if m := v.met(); m != nil && err == nil {
+			sec := time.Since(start).Seconds()
+			v.s.met.writeSeconds.Observe(sec)
+			m.writeSec.Observe(sec)
+			m.writes.Inc()
+			m.writeBytes.Add(float64(n))
+		}
+		done(err)
+	}
+}
+
+// met returns the volume's metrics (nil for a handle without its state).
+func (v *Volume) met() *volMetrics {
+	if v.vol == nil {
+		return nil
+	}
+	return v.vol.met
 }
 
 // ZeroAsync queues a write-zeroes (or discard: the same for the store) of n
@@ -148,12 +170,18 @@ func (v *Volume) ZeroAsync(off, n int64, fua bool, done func(error)) {
 		done(err)
 		return
 	}
-	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: zeroRecords(uint64(off/SectorSize), uint64(n/SectorSize)), done: done})
+	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: zeroRecords(uint64(off/SectorSize), uint64(n/SectorSize)),
+		done: v.observeWrite(n, done)})
 }
 
 // FlushAsync makes every write acknowledged before it durable, then calls done.
 func (v *Volume) FlushAsync(done func(error)) {
-	v.s.submit(&op{kind: opFlush, sync: true, done: done})
+	v.s.submit(&op{kind: opFlush, sync: true, done: func(err error) {
+		if m := v.met(); m != nil && err == nil {
+			m.flushes.Inc()
+		}
+		done(err)
+	}})
 }
 
 // WriteAt writes p at off and waits (no FUA). It implements io.WriterAt.

@@ -351,6 +351,19 @@ func (s *Store) applyBatch(b *batch) {
 	}
 	s.logSinceCkpt += b.bytes
 	s.applied = b.end
+	s.wakeLocked()
+}
+
+// wakeLocked wakes every follower waiting for a change. Caller holds s.mu.
+func (s *Store) wakeLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *Store) wake() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wakeLocked()
 }
 
 // place appends record r at the log's end, switching segments when it does not
@@ -468,7 +481,6 @@ func (s *Store) allocSegment() uint32 {
 			g.state, g.seq, g.live = segActive, s.w.segSq, 0
 			s.w.segSq++
 			s.freeSegs--
-			s.met.freeSegments.Set(float64(s.freeSegs))
 			return uint32(i)
 		}
 	}
