@@ -118,8 +118,8 @@ type Store struct {
 	// cleanMu serialises cleaning passes.
 	cleanMu sync.Mutex
 
-	mu      sync.RWMutex // guards everything below
-	cat     *catalog
+	mu  sync.RWMutex // guards everything below
+	cat *catalog
 	// changed is closed, and replaced, whenever a batch is applied: followers
 	// of a volume wait on it for new entries.
 	changed chan struct{}
