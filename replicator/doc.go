@@ -1,21 +1,40 @@
-// Package replicator will keep every volume on several hosts: the HTTP API
-// server on port 8090 (an http.Handler) and its client, the stream protocol
-// (catch-up from any version, then live replication), replica placement,
-// cluster membership and volume ownership in etcd, the epoch that fences an
-// old primary, remote reads and writes with redirects, and failover.
+// Package replicator keeps volumes reachable from other hosts: the HTTP API
+// of a host (an http.Handler, served on port 8090 by the daemon), its Go
+// client, and the stream protocol that carries a volume's entries between
+// stores. Placement, cluster membership and ownership in etcd, replication
+// modes, remote IO with redirects and failover arrive with issues 5 and 6.
 //
-// # Status
+// # The API
 //
-// There is no code here yet. The HTTP server and the stream protocol arrive
-// with issue 3, cluster coordination, replication modes and failover with
-// issue 5.
+// docs/API.md documents every endpoint with examples. In short:
+//
+//	GET    /heads                          one "base:version" line per volume (open)
+//	GET    /healthz                        "ok" (open)
+//	GET    /v1/volumes                     every volume, JSON
+//	POST   /v1/volumes?size=N              create a volume
+//	GET    /v1/volumes/{id}                one volume, JSON
+//	DELETE /v1/volumes/{id}                delete it
+//	POST   /v1/versions/{version}/branch   a writable branch of any version
+//	GET    /v1/volumes/{id}/blocks         read, standard Range semantics
+//	PUT    /v1/volumes/{id}/blocks         write the Content-Range "bytes a-b/*"
+//	POST   /v1/volumes/{id}/discard        zero the Range "bytes=a-b"
+//	POST   /v1/volumes/{id}/flush          make acknowledged writes durable
+//	GET    /v1/volumes/{id}/stream         entries after from=<version>; follow=1 stays live
+//	PUT    /v1/log                         apply a stream (verified first)
+//
+// Everything but /heads and /healthz needs the cluster secret as
+// "Authorization: Bearer <secret>" (LoadOrCreateSecret keeps it in a file);
+// without it the answer is 401 and nothing changes.
 //
 // # Rules
 //
 // replicator imports segment (and packages beneath it), never ublk, posixshim
-// or cmd; it sees the store only through a small interface that it declares
-// itself. It must never apply an entry whose hash, link or epoch does not
+// or cmd; it sees the store only through the Store interface it declares, so
+// the daemon can add what a volume's lifecycle means on its host (a block
+// device). It must never apply an entry whose hash, link or epoch does not
 // verify, never accept a request from an unauthenticated host, and never
-// discard a fork silently. Errors become HTTP status codes in one place.
-// deps_test.go at the repository root checks the imports.
+// discard a fork silently. Errors become HTTP status codes in one place
+// (statusOf); every error answer is a one-line text/plain reason. Request
+// bodies are bounded (MaxBlockBytes, MaxLogBytes) and cut when they stall
+// (IdleTimeout). deps_test.go at the repository root checks the imports.
 package replicator

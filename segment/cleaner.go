@@ -200,7 +200,14 @@ type segRecord struct {
 // readSegment returns the records of a sealed segment, up to its next record.
 // On error it also returns the records before the one that failed.
 func (s *Store) readSegment(seg uint32) ([]segRecord, error) {
+	return s.readSegmentTo(seg, 0)
+}
+
+// readSegmentTo is readSegment reading nothing at or past sector address end
+// (0: the segment's end); a record there ends the read with errEndOfLog.
+func (s *Store) readSegmentTo(seg uint32, end uint64) ([]segRecord, error) {
 	r := s.newLogReader(s.addr(seg, 0), 0)
+	r.end = end
 	first := true
 	var out []segRecord
 	for {

@@ -138,3 +138,28 @@ func TestFollowEnds(t *testing.T) {
 		t.Errorf("Follow on a closed store = %v, want ErrClosed", err)
 	}
 }
+
+// TestLocate finds versions by id: the head, an old entry, a snapshot;
+// another volume's version is unavailable.
+func TestLocate(t *testing.T) {
+	_, st := newStore(t, 64<<20)
+	rng := rand.New(rand.NewPCG(3, 4))
+	v, other := mustCreate(t, st, 1<<20), mustCreate(t, st, 1<<20)
+	writeHistory(t, rng, v, 3)
+	old := position(t, v)
+	writeHistory(t, rng, v, 3)
+	snap := position(t, v)
+	mustBranch(t, st, snap.Version)
+	writeHistory(t, rng, v, 3)
+	for _, want := range []segment.Position{old, snap, position(t, v)} {
+		if got, err := st.Locate(v.Base(), want.Version); err != nil || got != want {
+			t.Errorf("Locate(%v) = %v, %v; want %v", want.Version, got, err, want)
+		}
+	}
+	if _, err := st.Locate(other.Base(), old.Version); !errors.Is(err, segment.ErrVersionUnavailable) {
+		t.Errorf("Locate of another volume's version = %v, want ErrVersionUnavailable", err)
+	}
+	if _, err := st.Locate(segment.RandomID(), old.Version); !errors.Is(err, segment.ErrNotFound) {
+		t.Errorf("Locate in an unknown volume = %v, want ErrNotFound", err)
+	}
+}

@@ -15,6 +15,7 @@ type logReader struct {
 	gseq uint64 // gseq expected there
 	buf  []byte // device bytes from bufAt
 	at   uint64 // sector address of buf[0]
+	end  uint64 // if not 0, nothing at or past this sector address is read
 }
 
 func (s *Store) newLogReader(pos, gseq uint64) *logReader {
@@ -68,6 +69,15 @@ func (r *logReader) bytes(a uint64, n int) ([]byte, error) {
 	seg := r.s.segOf(a)
 	start := a &^ (BlockSize/SectorSize - 1)
 	segEnd := r.s.addr(seg, r.s.segSectors())
+	if r.end != 0 && r.end < segEnd {
+		if a+uint64(n/SectorSize) > r.end {
+			return nil, fmt.Errorf("at sector %d: the readable end %d: %w", a, r.end, errEndOfLog)
+		}
+		// read whole blocks: in a live store the applied end is a block
+		// boundary (batches are padded), and nobody writes an opened
+		// store's tail after recovery
+		segEnd = min(segEnd, roundUp(r.end, BlockSize/SectorSize))
+	}
 	// whole blocks (O_DIRECT), at least 1 MiB, never past the segment's end
 	size := min(roundUp(uint64(max(n+BlockSize, 1<<20)), BlockSize), (segEnd-start)*SectorSize)
 	if cap(r.buf) < int(size) {

@@ -230,14 +230,19 @@ func decodeHeader(b []byte, uuid [16]byte) (*Header, error) {
 }
 
 // DecodeWireHeader parses the portable part of a record header received from
-// another store (a stream): magic and field consistency. Local fields are
-// ignored and cleared. The caller verifies Sum once the body is read.
+// another store (a stream): magic, zeroed local fields and field
+// consistency. The caller verifies Sum once the body is read.
 func DecodeWireHeader(b []byte) (*Header, error) {
 	if len(b) < HeaderSize {
 		return nil, fmt.Errorf("record header: %d bytes: %w", len(b), ErrCorrupt)
 	}
 	if [4]byte(b[0:4]) != recordMagic {
 		return nil, fmt.Errorf("record header: magic %x: %w", b[0:4], ErrCorrupt)
+	}
+	// a sender zeroes the local fields; anything else there is damage that
+	// no checksum covers
+	if !allZero(b[4:48]) {
+		return nil, fmt.Errorf("record header: local fields of a wire record not zero: %w", ErrCorrupt)
 	}
 	h := &Header{}
 	if err := h.decodePortable(b); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 )
 
@@ -265,26 +266,26 @@ func (s *Store) readVolumeRecords(seg uint32, base ID) ([]segRecord, error) {
 }
 
 // readSegmentTail reads the records of a segment: up to its next record if it
-// is sealed, up to the last applied record if it is the active one.
+// is sealed, up to the last applied record if it is the active one. It never
+// reads where a batch may be being written.
 func (s *Store) readSegmentTail(seg uint32) ([]segRecord, error) {
-	recs, err := s.readSegment(seg)
-	if err == nil {
-		return recs, nil
-	}
 	s.mu.RLock()
 	active, applied := s.segs[seg].state == segActive, s.applied
 	s.mu.RUnlock()
-	if !active || !errors.Is(err, errEndOfLog) && !errors.Is(err, ErrCorrupt) {
+	if !active {
+		return s.readSegment(seg)
+	}
+	if applied.seg != seg {
+		return nil, nil // nothing of the active segment is applied yet
+	}
+	end := s.addr(seg, applied.off)
+	recs, err := s.readSegmentTo(seg, end)
+	// the active segment ends where nothing verifies: at the applied end, or
+	// before it in a store opened read-only, whose recovery pad is not written
+	if err != nil && !errors.Is(err, errEndOfLog) && !errors.Is(err, ErrCorrupt) {
 		return nil, err
 	}
-	// the active segment ends where nothing verifies yet; keep what is applied
-	var out []segRecord
-	for _, r := range recs {
-		if applied.seg != seg || r.addr < s.addr(seg, applied.off) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return recs, nil
 }
 
 // writeWire writes a record in the wire format: its portable bytes with the
@@ -513,4 +514,43 @@ func (s *Store) planApply(b *batch, o *op) error {
 		w.head, w.lsn, w.epoch = h.ID, h.LSN, h.Epoch
 	}
 	return nil
+}
+
+// Locate returns the position of version in volume base's history: its head,
+// a retained snapshot, or an entry still in the log (read from the volume's
+// segments, newest first). It returns ErrVersionUnavailable when the version
+// is not in this store's history of the volume (another history, or
+// compacted into a gap), ErrNotFound for an unknown volume.
+func (s *Store) Locate(base ID, version ID) (Position, error) {
+	s.mu.RLock()
+	v := s.cat.volume(base)
+	if v == nil {
+		s.mu.RUnlock()
+		return Position{}, fmt.Errorf("locate %v in %v: %w", version, base, ErrNotFound)
+	}
+	if v.head == version {
+		defer s.mu.RUnlock()
+		return Position{LSN: v.lsn, Version: version}, nil
+	}
+	if sn := s.cat.snapshot(version); sn != nil && sn.owner == base {
+		defer s.mu.RUnlock()
+		return Position{LSN: sn.lsn, Version: version}, nil
+	}
+	rs := slices.Clone(v.runs)
+	s.mu.RUnlock()
+	for i := len(rs) - 1; i >= 0; i-- {
+		if i < len(rs)-1 && rs[i].seg == rs[i+1].seg {
+			continue // read already
+		}
+		recs, err := s.readVolumeRecords(rs[i].seg, base)
+		if err != nil {
+			return Position{}, fmt.Errorf("locate %v in %v: %w", version, base, err)
+		}
+		for _, r := range recs {
+			if r.h.ID == version && r.h.Kind != KindGap {
+				return Position{LSN: r.h.LSN, Version: version}, nil
+			}
+		}
+	}
+	return Position{}, fmt.Errorf("locate %v in %v: %w", version, base, ErrVersionUnavailable)
 }

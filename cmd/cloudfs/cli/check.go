@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"cloudfs/cmd/cloudfs/daemon"
 	"cloudfs/segment"
 	"cloudfs/segment/device"
 
@@ -36,6 +37,11 @@ store could not be read.`,
 }
 
 func (o *checkOptions) run(c *cobra.Command, path string) error {
+	unlock, err := daemon.Lock(path, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	dev, err := device.Open(path, device.Options{ReadOnly: true})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,5 +56,42 @@ func TestNukeAndCheck(t *testing.T) {
 	}
 	if _, code := run(t, "nuke", "--size", "1X", path+"2"); code != ExitUsage {
 		t.Errorf("bad size = %d, want usage", code)
+	}
+}
+
+// TestNukeRefusesFileSystems: a file holding an ext4 file system is refused
+// unless --force; a file backing a loop device is refused even then.
+func TestNukeRefusesFileSystems(t *testing.T) {
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 is not installed")
+	}
+	path := filepath.Join(t.TempDir(), "fs")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", path).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v %s", err, out)
+	}
+	if out, code := run(t, "nuke", "--segment-size", "4M", path); code != ExitFailure || !strings.Contains(out, "ext2/3/4") {
+		t.Errorf("nuke of an ext4 image = %d %q, want a refusal naming it", code, out)
+	}
+	if os.Geteuid() == 0 {
+		out, err := exec.Command("losetup", "--find", "--show", path).Output()
+		if err != nil {
+			t.Logf("losetup unavailable (%v): skipping the loop device case", err)
+		} else {
+			loop := strings.TrimSpace(string(out))
+			defer exec.Command("losetup", "-d", loop).Run()
+			if out, code := run(t, "nuke", "--force", "--segment-size", "4M", path); code != ExitFailure || !strings.Contains(out, loop) {
+				t.Errorf("nuke --force of a loop device's file = %d %q, want a refusal naming %s", code, out, loop)
+			}
+			exec.Command("losetup", "-d", loop).Run()
+		}
+	}
+	if out, code := run(t, "nuke", "--force", "--segment-size", "4M", path); code != ExitOK {
+		t.Errorf("nuke --force of an ext4 image = %d %q", code, out)
 	}
 }

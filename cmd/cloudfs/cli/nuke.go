@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"cloudfs/cmd/cloudfs/daemon"
 	"cloudfs/segment"
 	"cloudfs/segment/device"
 
@@ -48,6 +49,14 @@ func (o *nukeOptions) run(c *cobra.Command, path string) error {
 		return &exitError{ExitUsage, err}
 	}
 	if err := o.createIfMissing(path); err != nil {
+		return err
+	}
+	unlock, err := daemon.Lock(path, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := refuseInUse(path, o.force); err != nil {
 		return err
 	}
 	dev, err := device.Open(path, device.Options{})

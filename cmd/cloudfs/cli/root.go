@@ -49,7 +49,11 @@ func NewRootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{ExitUsage, err}
 	})
-	root.AddCommand(newNukeCommand(), newCheckCommand())
+	g := &globalOptions{}
+	g.AddFlags(root.PersistentFlags())
+	root.AddCommand(newNukeCommand(), newCheckCommand(), newServeCommand(g), newNewdiskCommand(g),
+		newHeadsCommand(g), newInfoCommand(g), newBranchCommand(g), newDeleteCommand(g),
+		newStreamCommand(g), newApplyCommand(g), newVersionCommand())
 	return root
 }
 

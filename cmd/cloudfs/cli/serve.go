@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"cloudfs/cmd/cloudfs/daemon"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+type serveOptions struct {
+	g               *globalOptions
+	store           string
+	storeSize       string
+	segmentSize     string
+	listen          string
+	logLevel        string
+	logFormat       string
+	shutdownTimeout time.Duration
+}
+
+func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.store, "store", "", "the store's device or file (default <data-dir>/store, created on first start)")
+	fs.StringVar(&o.storeSize, "store-size", "", "size of the store file created on first start (default min(8G, half the free space))")
+	fs.StringVar(&o.segmentSize, "segment-size", "16M", "segment size of a store created on first start")
+	fs.StringVar(&o.listen, "listen", ":8090", "address of the HTTP API and /metrics")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "wait at most this long for requests in flight at shutdown")
+}
+
+func newServeCommand(g *globalOptions) *cobra.Command {
+	o := &serveOptions{g: g}
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run this host's daemon: the store, the HTTP API on :8090 and /metrics",
+		Long: `Run this host's daemon until SIGTERM or SIGINT: open the store (with no
+--store, the file <data-dir>/store, created and formatted on first start),
+serve the HTTP API and Prometheus metrics on --listen, and on shutdown stop
+the API, flush and checkpoint the store. The cluster secret is
+<data-dir>/secret, created on first start. Logs go to stderr.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error { return o.run(c) },
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func (o *serveOptions) run(c *cobra.Command) error {
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return &exitError{ExitUsage, err}
+	}
+	cfg := daemon.Config{DataDir: o.g.dataDir, StorePath: o.store, Listen: o.listen, Logger: log,
+		ShutdownTimeout: o.shutdownTimeout}
+	if o.storeSize != "" {
+		if cfg.StoreSize, err = parseSize(o.storeSize); err != nil {
+			return &exitError{ExitUsage, err}
+		}
+	}
+	if cfg.SegmentSize, err = parseSize(o.segmentSize); err != nil {
+		return &exitError{ExitUsage, err}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	version, commit, _ := daemon.BuildInfo()
+	log.Info("starting", "version", version, "commit", commit, "data_dir", o.g.dataDir, "pid", os.Getpid())
+	return daemon.Run(ctx, cfg)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"cloudfs/replicator"
+	"cloudfs/segment"
+	"cloudfs/segment/device"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+)
+
+// Config configures a host daemon.
+type Config struct {
+	// DataDir holds the cluster secret and, by default, the store file.
+	DataDir string
+	// StorePath is the store's device or file (default DataDir/store). When
+	// it is the default and does not exist, the daemon creates a sparse
+	// file of StoreSize bytes and formats it: the embedded default.
+	StorePath string
+	StoreSize int64 // 0: min(8 GiB, half the free space of DataDir's file system)
+	// SegmentSize for a store the daemon formats (0: 16 MiB).
+	SegmentSize int64
+	Listen      string // HTTP address (":8090")
+	// ShutdownTimeout bounds the wait for HTTP requests in flight at
+	// shutdown (default 10 s); followed streams are cut at once.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger // nil: discard
+	// Ready, if set, is called with the listener's address once the daemon
+	// serves.
+	Ready func(addr net.Addr)
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Listen == "" {
+		c.Listen = ":8090"
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+}
+
+// Run serves a host until ctx ends, then shuts down cleanly: HTTP first,
+// then the store (flush, checkpoint). It returns the first error that
+// stopped it.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	log := cfg.Logger
+	start := time.Now()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return err
+	}
+	storePath, err := prepareStore(&cfg)
+	if err != nil {
+		return err
+	}
+	unlock, err := Lock(storePath, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	secret, err := replicator.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "secret"))
+	if err != nil {
+		return fmt.Errorf("cluster secret: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfoCollector())
+	dev, err := device.Open(storePath, device.Options{})
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	st, err := segment.Open(dev, segment.Options{Logger: log, Metrics: reg})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", storePath, err)
+	}
+	host := &Host{st: st}
+	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg})
+	if err != nil {
+		st.Close()
+		return err
+	}
+	serveErr := serveHTTP(ctx, cfg, api, reg, log, start, st)
+	if err := st.Close(); err != nil {
+		log.Error("store close failed", "err", err)
+		return errors.Join(serveErr, err)
+	}
+	log.Info("stopped", "store", storePath)
+	return serveErr
+}
+
+// serveHTTP serves the API and /metrics until ctx ends, then shuts the
+// server down.
+func serveHTTP(ctx context.Context, cfg Config, api http.Handler, reg *prometheus.Registry, log *slog.Logger,
+	start time.Time, st *segment.Store) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/", api)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	// Requests' contexts end when shutdown begins, so followed streams end.
+	reqCtx, cancelReqs := context.WithCancel(context.Background())
+	defer cancelReqs()
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	rec := st.Recovery()
+	log.Info("serving", "addr", ln.Addr().String(), "volumes", len(st.Heads()),
+		"recovered_records", rec.Records, "recovery", rec.Took, "took", time.Since(start))
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	cancelReqs()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown cut requests in flight", "err", err)
+		srv.Close()
+	}
+	return nil
+}
+
+// prepareStore returns the store's path, creating and formatting the
+// embedded default's file on first start.
+func prepareStore(cfg *Config) (string, error) {
+	if cfg.StorePath != "" {
+		return cfg.StorePath, nil
+	}
+	path := filepath.Join(cfg.DataDir, "store")
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return path, err
+	}
+	size := cfg.StoreSize
+	if size == 0 {
+		size = defaultStoreSize(cfg.DataDir)
+	}
+	cfg.Logger.Info("creating the store", "path", path, "bytes", size)
+	if err := CreateStore(path, size, cfg.SegmentSize); err != nil {
+		os.Remove(path)
+		return "", err
+	}
+	return path, nil
+}
+
+// CreateStore creates a sparse file of size bytes at path and formats it as
+// an empty store.
+func CreateStore(path string, size, segmentSize int64) error {
+	if err := device.Create(path, size&^(segment.BlockSize-1)); err != nil {
+		return err
+	}
+	dev, err := device.Open(path, device.Options{})
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	_, err = segment.Format(dev, segment.FormatOptions{SegmentSize: segmentSize})
+	return err
+}
+
+// defaultStoreSize is the embedded default's store: 8 GiB, or half the free
+// space of the data directory's file system if that is less (the file is
+// sparse, but a store larger than its file system fails when it fills).
+func defaultStoreSize(dir string) int64 {
+	const max = 8 << 30
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		return max
+	}
+	free := int64(sfs.Bavail) * sfs.Bsize / 2
+	return min(max, free)
+}

@@ -1,0 +1,193 @@
+package replicator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Client talks to a host's HTTP API. Its methods are safe for concurrent use.
+type Client struct {
+	// URL is the host's API, e.g. "http://127.0.0.1:8090".
+	URL    string
+	Secret string
+	HTTP   *http.Client // nil: http.DefaultClient
+}
+
+// APIError is an answer of the API other than success: its status code and
+// the one-line reason the host gave.
+type APIError struct {
+	Code    int
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
+}
+
+// IsStatus reports whether err is an APIError with status code.
+func IsStatus(err error, code int) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == code
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, hdr http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.URL, "/")+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if c.Secret != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Secret)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, &APIError{Code: resp.StatusCode, Message: strings.TrimSpace(strings.TrimPrefix(string(msg), "cloudfs: "))}
+	}
+	return resp, nil
+}
+
+func (c *Client) json(ctx context.Context, method, path string, out any) error {
+	resp, err := c.do(ctx, method, path, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Heads returns the host's "base:version" lines.
+func (c *Client) Heads(ctx context.Context) ([]string, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/heads", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(b)), nil
+}
+
+// Volumes returns every volume of the host.
+func (c *Client) Volumes(ctx context.Context) ([]VolumeInfo, error) {
+	var out []VolumeInfo
+	return out, c.json(ctx, http.MethodGet, "/v1/volumes", &out)
+}
+
+// Info returns one volume.
+func (c *Client) Info(ctx context.Context, id string) (VolumeInfo, error) {
+	var out VolumeInfo
+	return out, c.json(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(id), &out)
+}
+
+// Create makes a volume of size bytes.
+func (c *Client) Create(ctx context.Context, size uint64) (VolumeInfo, error) {
+	var out VolumeInfo
+	return out, c.json(ctx, http.MethodPost, "/v1/volumes?size="+strconv.FormatUint(size, 10), &out)
+}
+
+// Branch makes a writable volume whose contents are version.
+func (c *Client) Branch(ctx context.Context, version string) (VolumeInfo, error) {
+	var out VolumeInfo
+	return out, c.json(ctx, http.MethodPost, "/v1/versions/"+url.PathEscape(version)+"/branch", &out)
+}
+
+// Delete removes a volume from the host.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	return c.json(ctx, http.MethodDelete, "/v1/volumes/"+url.PathEscape(id), nil)
+}
+
+// StreamOptions say where a stream starts and whether it follows the head.
+type StreamOptions struct {
+	From   string // version id; "" for the volume's creation
+	LSN    uint64 // From's lsn if known (0: the host looks it up)
+	Follow bool
+}
+
+// Stream opens a stream of a volume's entries; the caller reads and closes it.
+func (c *Client) Stream(ctx context.Context, id string, o StreamOptions) (io.ReadCloser, error) {
+	q := url.Values{}
+	if o.From != "" {
+		q.Set("from", o.From)
+	}
+	if o.LSN != 0 {
+		q.Set("lsn", strconv.FormatUint(o.LSN, 10))
+	}
+	if o.Follow {
+		q.Set("follow", "1")
+	}
+	path := "/v1/volumes/" + url.PathEscape(id) + "/stream"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	resp, err := c.do(ctx, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Apply sends a stream to the host, which verifies and appends it.
+func (c *Client) Apply(ctx context.Context, stream io.Reader) (ApplyResult, error) {
+	var out ApplyResult
+	resp, err := c.do(ctx, http.MethodPut, "/v1/log", stream, http.Header{"Content-Type": {StreamContentType}})
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
+// WriteAt writes p (whole sectors) at byte offset off of a volume.
+func (c *Client) WriteAt(ctx context.Context, id string, p []byte, off int64) error {
+	hdr := http.Header{"Content-Range": {fmt.Sprintf("bytes %d-%d/*", off, off+int64(len(p))-1)},
+		"Content-Type": {"application/octet-stream"}}
+	resp, err := c.do(ctx, http.MethodPut, "/v1/volumes/"+url.PathEscape(id)+"/blocks", bytes.NewReader(p), hdr)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// ReadAt reads len(p) bytes at byte offset off of a volume.
+func (c *Client) ReadAt(ctx context.Context, id string, p []byte, off int64) error {
+	hdr := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", off, off+int64(len(p))-1)}}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(id)+"/blocks", nil, hdr)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.ReadFull(resp.Body, p)
+	return err
+}
+
+// Flush makes every acknowledged write of a volume durable.
+func (c *Client) Flush(ctx context.Context, id string) error {
+	return c.json(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/flush", nil)
+}

@@ -1,0 +1,182 @@
+package replicator
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"cloudfs/segment"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Store is what the API needs of a host's store. *segment.Store satisfies it;
+// the daemon wraps it so that creating and deleting a volume also creates and
+// removes its block device.
+type Store interface {
+	Heads() []segment.Head
+	Volume(base segment.ID) (*segment.Volume, error)
+	Create(size uint64) (*segment.Volume, error)
+	Branch(version segment.ID) (*segment.Volume, error)
+	Delete(base segment.ID) error
+	Locate(base, version segment.ID) (segment.Position, error)
+	Follow(ctx context.Context, w io.Writer, base segment.ID, from segment.Position) (segment.StreamStats, error)
+	Stream(w io.Writer, base segment.ID, from segment.Position) (segment.StreamStats, error)
+	Apply(r io.Reader) (segment.ApplyStats, error)
+}
+
+// Config configures the API handler.
+type Config struct {
+	Store Store
+	// Secret is the cluster secret: requests that change or stream data must
+	// carry it as "Authorization: Bearer <secret>". Required.
+	Secret  string
+	Logger  *slog.Logger          // nil: discard
+	Metrics prometheus.Registerer // nil: no metrics
+	// Device, if set, names the block device of a volume ("" for none); info
+	// shows it.
+	Device func(base segment.ID) string
+	// MaxBlockBytes caps the body of one block write (default 64 MiB).
+	MaxBlockBytes int64
+	// MaxLogBytes caps the body of one PUT /v1/log (default 1 TiB).
+	MaxLogBytes int64
+	// IdleTimeout is how long a request body may stall, or a response write
+	// may block, before the request is cut (default 1 minute). A followed
+	// stream waiting for new entries is not idle.
+	IdleTimeout time.Duration
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return errConfig("Store is nil")
+	case len(c.Secret) < minSecretLen:
+		return errConfig("Secret is shorter than 32 characters")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxBlockBytes <= 0 {
+		c.MaxBlockBytes = 64 << 20
+	}
+	if c.MaxLogBytes <= 0 {
+		c.MaxLogBytes = 1 << 40
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = time.Minute
+	}
+	return nil
+}
+
+// server serves the HTTP API (docs/API.md).
+type server struct {
+	cfg Config
+	log *slog.Logger
+	met *metrics
+}
+
+// NewHandler returns the HTTP API of a host: every endpoint of docs/API.md
+// except /metrics, which the daemon mounts beside it.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &server{cfg: cfg, log: cfg.Logger.With("component", "replicator"), met: newMetrics(cfg.Metrics)}
+	mux := http.NewServeMux()
+	for _, r := range s.routes() {
+		mux.Handle(r.pattern, s.instrument(r))
+	}
+	mux.Handle("/", s.instrument(route{"", "other", true, s.notFound}))
+	return mux, nil
+}
+
+// route is one endpoint: its mux pattern, its name in metrics and logs, and
+// whether it needs the cluster secret.
+type route struct {
+	pattern string
+	name    string
+	open    bool
+	h       func(w http.ResponseWriter, r *http.Request) error
+}
+
+func (s *server) routes() []route {
+	return []route{
+		{"GET /heads", "heads", true, s.heads},
+		{"GET /healthz", "healthz", true, s.healthz},
+		{"GET /v1/volumes", "volumes", false, s.listVolumes},
+		{"POST /v1/volumes", "create", false, s.createVolume},
+		{"GET /v1/volumes/{id}", "info", false, s.volumeInfo},
+		{"DELETE /v1/volumes/{id}", "delete", false, s.deleteVolume},
+		{"POST /v1/versions/{version}/branch", "branch", false, s.branch},
+		{"GET /v1/volumes/{id}/blocks", "read", false, s.readBlocks},
+		{"PUT /v1/volumes/{id}/blocks", "write", false, s.writeBlocks},
+		{"POST /v1/volumes/{id}/discard", "discard", false, s.discard},
+		{"POST /v1/volumes/{id}/flush", "flush", false, s.flush},
+		{"GET /v1/volumes/{id}/stream", "stream", false, s.stream},
+		{"PUT /v1/log", "apply", false, s.apply},
+	}
+}
+
+// instrument wraps a route with authentication, error translation, metrics
+// and a debug log line.
+func (s *server) instrument(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		var err error
+		if !rt.open && !s.authorized(r) {
+			err = errUnauthorized
+			s.met.authFailures.Inc()
+		} else {
+			err = rt.h(sw, r)
+		}
+		if err != nil {
+			s.writeError(sw, r, err)
+		}
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		s.met.observe(rt.name, code, time.Since(start))
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "endpoint", rt.name, "code", code,
+			"bytes", sw.n, "took", time.Since(start), "peer", r.RemoteAddr)
+	})
+}
+
+// statusWriter remembers the status code and counts the body bytes.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+	n    int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (flush, deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *server) notFound(w http.ResponseWriter, r *http.Request) error {
+	return errf(http.StatusNotFound, "no endpoint %s %s (docs/API.md lists them)", r.Method, r.URL.Path)
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := io.WriteString(w, "ok\n")
+	return err
+}

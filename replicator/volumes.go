@@ -1,0 +1,168 @@
+package replicator
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"cloudfs/segment"
+)
+
+// VolumeInfo is a volume as GET /v1/volumes/{id} shows it.
+type VolumeInfo struct {
+	ID      string `json:"id"`      // base id, 40 hex digits
+	Version string `json:"version"` // current version id
+	LSN     uint64 `json:"lsn"`
+	Epoch   uint64 `json:"epoch"`
+	Size    uint64 `json:"size"` // bytes
+	// Role is "primary" where this host holds the access token (it can
+	// write), "replica" where it follows.
+	Role   string `json:"role"`
+	Parent string `json:"parent,omitempty"` // the version a branch reads through to
+	// UsedBytes is the data the volume's own extent map holds (what it wrote,
+	// not what it reads through its parent); ZeroBytes the ranges it zeroed.
+	UsedBytes uint64 `json:"used_bytes"`
+	ZeroBytes uint64 `json:"zero_bytes"`
+	Extents   int    `json:"extents"`
+	Device    string `json:"device,omitempty"` // its block device on this host
+}
+
+func (s *server) info(v *segment.Volume) (VolumeInfo, error) {
+	in, err := v.Info()
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	vi := VolumeInfo{ID: in.Base.String(), Version: in.Version.String(), LSN: in.LSN, Epoch: in.Epoch,
+		Size: in.Size, Role: "replica", UsedBytes: in.MappedBytes, ZeroBytes: in.ZeroBytes, Extents: in.Extents}
+	if in.Owned {
+		vi.Role = "primary"
+	}
+	if !in.Parent.IsZero() {
+		vi.Parent = in.Parent.String()
+	}
+	if s.cfg.Device != nil {
+		vi.Device = s.cfg.Device(in.Base)
+	}
+	return vi, nil
+}
+
+// heads answers GET /heads as the original did: one "base:version" line per
+// volume.
+func (s *server) heads(w http.ResponseWriter, r *http.Request) error {
+	var b strings.Builder
+	for _, h := range s.cfg.Store.Heads() {
+		fmt.Fprintf(&b, "%v:%v\n", h.Base, h.Version)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	_, err := w.Write([]byte(b.String()))
+	return err
+}
+
+func (s *server) listVolumes(w http.ResponseWriter, r *http.Request) error {
+	out := []VolumeInfo{}
+	for _, h := range s.cfg.Store.Heads() {
+		v, err := s.cfg.Store.Volume(h.Base)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		vi, err := s.info(v)
+		if err != nil {
+			continue
+		}
+		out = append(out, vi)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) createVolume(w http.ResponseWriter, r *http.Request) error {
+	size, err := strconv.ParseUint(r.URL.Query().Get("size"), 10, 64)
+	if err != nil || size == 0 || size%segment.SectorSize != 0 {
+		return errf(http.StatusBadRequest, "size=%q: want a positive number of bytes, a multiple of %d",
+			r.URL.Query().Get("size"), segment.SectorSize)
+	}
+	v, err := s.cfg.Store.Create(size)
+	if err != nil {
+		return err
+	}
+	return s.created(w, v)
+}
+
+// created answers a create or branch with the new volume.
+func (s *server) created(w http.ResponseWriter, v *segment.Volume) error {
+	vi, err := s.info(v)
+	if err != nil {
+		return err
+	}
+	s.log.Info("volume created", "volume", vi.ID, "size", vi.Size, "parent", vi.Parent)
+	w.Header().Set("Location", "/v1/volumes/"+vi.ID)
+	return writeJSON(w, http.StatusCreated, vi)
+}
+
+func (s *server) volumeInfo(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.volume(r)
+	if err != nil {
+		return err
+	}
+	vi, err := s.info(v)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, vi)
+}
+
+func (s *server) deleteVolume(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.Delete(id); err != nil {
+		return err
+	}
+	s.log.Info("volume deleted", "volume", id)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *server) branch(w http.ResponseWriter, r *http.Request) error {
+	version, err := pathID(r, "version")
+	if err != nil {
+		return err
+	}
+	v, err := s.cfg.Store.Branch(version)
+	if err != nil {
+		return err
+	}
+	return s.created(w, v)
+}
+
+// volume returns the volume named by the request's {id}.
+func (s *server) volume(r *http.Request) (*segment.Volume, error) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Store.Volume(id)
+}
+
+func pathID(r *http.Request, name string) (segment.ID, error) {
+	id, err := segment.ParseID(r.PathValue(name))
+	if err != nil {
+		return id, errf(http.StatusBadRequest, "%s %q: want 40 hex digits", name, r.PathValue(name))
+	}
+	return id, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(code)
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
