@@ -28,7 +28,9 @@ func (s *server) readBlocks(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+in.Version.String()+`"`)
 	vr := &volumeReader{v: v, size: int64(in.Size)}
-	http.ServeContent(w, r, "", time.Time{}, vr)
+	// a client that stops reading is cut after IdleTimeout
+	iw := &idleWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: s.cfg.IdleTimeout}
+	http.ServeContent(iw, r, "", time.Time{}, vr)
 	if vr.err != nil && !errors.Is(vr.err, io.EOF) {
 		s.log.Warn("read failed", "volume", in.Base, "err", vr.err)
 	}
@@ -212,4 +214,16 @@ type deadlineReader struct {
 func (dr *deadlineReader) Read(p []byte) (int, error) {
 	_ = dr.rc.SetReadDeadline(time.Now().Add(dr.d)) // not supported: no deadline
 	return dr.r.Read(p)
+}
+
+// idleWriter pushes the write deadline IdleTimeout ahead before every Write.
+type idleWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (w *idleWriter) Write(p []byte) (int, error) {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.d)) // not supported: no deadline
+	return w.ResponseWriter.Write(p)
 }

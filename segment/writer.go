@@ -34,6 +34,7 @@ type op struct {
 	recs     []*rec
 	sync     bool // FUA, flush, metadata: durable before done
 	progress bool // opRetry: the background freed space
+	noPark   bool // fail with ErrNoSpace rather than park (a delete's last try)
 	done     func(error)
 
 	// results
@@ -80,7 +81,7 @@ func (s *Store) writer() {
 	defer func() {
 		close(s.complete)
 		<-completed
-		s.failParked(ErrClosed)
+		s.failParked(ErrClosed, false)
 	}()
 	for {
 		select {
@@ -176,7 +177,7 @@ func (s *Store) prepare(ops []*op) *batch {
 		} else {
 			o.err = s.plan(b, o)
 		}
-		if errors.Is(o.err, ErrNoSpace) && !o.internal() && s.canReclaim() {
+		if errors.Is(o.err, ErrNoSpace) && !o.internal() && !o.noPark && s.canReclaim() {
 			s.park(o)
 			continue
 		}
@@ -271,8 +272,10 @@ func (s *Store) unpark(ops []*op) []*op {
 			continue
 		}
 		if !o.progress {
-			s.failParked(fmt.Errorf("nothing left to reclaim: %w", ErrNoSpace))
-			continue
+			// Deletes free space and may use the cleaner's room, which the
+			// ops ahead of them could not: they get one more try, unparked.
+			deletes := s.failParked(fmt.Errorf("nothing left to reclaim: %w", ErrNoSpace), true)
+			return append(append(append([]*op{}, ops[:i]...), deletes...), ops[i+1:]...)
 		}
 		parked := s.parked
 		s.parked = nil
@@ -281,13 +284,21 @@ func (s *Store) unpark(ops []*op) []*op {
 	return ops
 }
 
-func (s *Store) failParked(err error) {
+// failParked fails the parked ops with err, except, with keepDeletes,
+// deletes, which it returns marked noPark.
+func (s *Store) failParked(err error, keepDeletes bool) []*op {
+	var deletes []*op
 	for _, o := range s.parked {
-		if o.done != nil {
+		switch {
+		case keepDeletes && o.kind == opDelete:
+			o.noPark = true
+			deletes = append(deletes, o)
+		case o.done != nil:
 			o.done(err)
 		}
 	}
 	s.parked = nil
+	return deletes
 }
 
 // writeChunk is the unit of a batch's device writes: a large batch goes to the

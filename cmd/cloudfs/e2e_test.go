@@ -476,3 +476,36 @@ func TestBadRequests(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestMetricsDocumented scrapes a running daemon: every cloudfs_ family it
+// exports is listed in docs/METRICS.md.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/METRICS.md")
+	if err != nil {
+		t.Skipf("docs/METRICS.md not found (not run from the source tree): %v", err)
+	}
+	d := startDaemon(t, t.TempDir(), "--store-size", "128M", "--segment-size", "4M")
+	id := d.cli(0, nil, "newdisk", "--size", "1M")
+	d.cli(0, nil, "info", id)
+	resp, err := http.Get(d.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	n := 0
+	for sc.Scan() {
+		name, ok := strings.CutPrefix(sc.Text(), "# TYPE ")
+		if !ok || !strings.HasPrefix(name, "cloudfs_") {
+			continue
+		}
+		name, _, _ = strings.Cut(name, " ")
+		n++
+		if !bytes.Contains(doc, []byte("`"+name+"`")) && !bytes.Contains(doc, []byte("`"+name+"{")) {
+			t.Errorf("metric %s is not in docs/METRICS.md", name)
+		}
+	}
+	if n < 20 {
+		t.Errorf("only %d cloudfs_ metric families scraped", n)
+	}
+}
