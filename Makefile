@@ -59,11 +59,26 @@ test-race: ## run the tests under the race detector, then again with GOMAXPROCS=
 	$(GO) test -race $(GOTAGS) $(TESTFLAGS) $(PKG)
 	GOMAXPROCS=1 $(GO) test -race -count=1 $(GOTAGS) $(TESTFLAGS) $(PKG)
 
-# There are no e2e tests yet: the first come with issue 4 (ublk). Until then
-# this runs the ordinary tests, built with the e2e tag.
+# go test -exec runs every e2e test binary through testenv's runner
+# (.bin/vmrun): a binary that calls testenv.RequireUblk boots a throw-away
+# QEMU VM with Debian trixie's 6.12 kernel (ublk_drv) and runs inside it, one
+# boot per package, with the package directory (testdata too), the CLOUDFS_*
+# variables and the files of CLOUDFS_VM_FILES; any other binary runs on the
+# host as before. vmrun -prepare installs qemu and the guest's programs with
+# apt and fetches the kernel into /var/cache/cloudfs-testenv, once, before go
+# test starts its parallel runs. The daemon goes into the guest as
+# .bin/cloudfs, and tests find it through CLOUDFS_BIN. CGO_ENABLED=0 builds
+# static binaries: the guest has no C library. go doc ./testenv/vm lists the
+# CLOUDFS_VM_* knobs (memory, scratch disk, more programs, verbose timings).
+VMRUN := $(BIN)/vmrun
 .PHONY: test-e2e
-test-e2e: ## run the e2e tests (root, ublk VM; -tags e2e)
-	$(GO) test -tags 'e2e$(if $(TAGS),$(comma)$(TAGS))' $(if $(E2E_EXEC),-exec '$(E2E_EXEC)') $(TESTFLAGS) $(PKG)
+test-e2e: ## run the e2e tests (root; ublk tests in a QEMU VM; -tags e2e)
+	CGO_ENABLED=0 $(GO) build -o $(VMRUN) ./testenv/vmrun
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/cloudfs ./cmd/cloudfs
+	$(E2E_EXEC) $(VMRUN) -prepare
+	CGO_ENABLED=0 CLOUDFS_BIN=$(BIN)/cloudfs \
+		CLOUDFS_VM_FILES=$(BIN)/cloudfs$(if $(CLOUDFS_VM_FILES),:$(CLOUDFS_VM_FILES)) \
+		$(GO) test -tags 'e2e$(if $(TAGS),$(comma)$(TAGS))' -exec '$(strip $(E2E_EXEC) $(VMRUN))' $(TESTFLAGS) $(PKG)
 
 # Fuzz targets are found by "go test -list", which prints each package's
 # matching names followed by its "ok <pkg>" line. go test -fuzz takes one

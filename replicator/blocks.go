@@ -40,12 +40,12 @@ func (s *server) readBlocks(w http.ResponseWriter, r *http.Request) error {
 // volumeReader is an io.ReadSeeker over a volume for http.ServeContent: it
 // reads whole sectors, up to 1 MiB ahead, and serves any byte range.
 type volumeReader struct {
-	v        *segment.Volume
-	size     int64
-	pos      int64
-	buf      []byte
-	bufAt    int64 // volume offset of buf[0]
-	err      error
+	v     *segment.Volume
+	size  int64
+	pos   int64
+	buf   []byte
+	bufAt int64 // volume offset of buf[0]
+	err   error
 }
 
 const readAhead = 1 << 20
