@@ -118,9 +118,13 @@ func (c *Client) Branch(ctx context.Context, version string) (VolumeInfo, error)
 	return out, c.json(ctx, http.MethodPost, "/v1/versions/"+url.PathEscape(version)+"/branch", &out)
 }
 
-// Delete removes a volume from the host.
-func (c *Client) Delete(ctx context.Context, id string) error {
-	return c.json(ctx, http.MethodDelete, "/v1/volumes/"+url.PathEscape(id), nil)
+// Delete removes a volume from the host; force even if its device is open.
+func (c *Client) Delete(ctx context.Context, id string, force bool) error {
+	path := "/v1/volumes/" + url.PathEscape(id)
+	if force {
+		path += "?force=1"
+	}
+	return c.json(ctx, http.MethodDelete, path, nil)
 }
 
 // StreamOptions say where a stream starts and whether it follows the head.

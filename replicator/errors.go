@@ -14,6 +14,9 @@ var (
 	ErrConfig = errors.New("replicator: bad config")
 	// ErrUnauthorized: the request did not carry the cluster secret.
 	ErrUnauthorized = errors.New("replicator: missing or wrong cluster secret")
+	// ErrBusy: the volume is in use on this host (its block device is
+	// open); a Store returns it to refuse a delete. Answered with 409.
+	ErrBusy = errors.New("volume is in use")
 )
 
 var errUnauthorized = &httpError{code: http.StatusUnauthorized, err: ErrUnauthorized}
@@ -46,7 +49,7 @@ func statusOf(err error) int {
 	case errors.Is(err, segment.ErrOutOfRange):
 		return http.StatusRequestedRangeNotSatisfiable
 	case errors.Is(err, segment.ErrReadOnly), errors.Is(err, segment.ErrLink),
-		errors.Is(err, segment.ErrVersionUnavailable), errors.Is(err, segment.ErrExists):
+		errors.Is(err, segment.ErrVersionUnavailable), errors.Is(err, segment.ErrExists), errors.Is(err, ErrBusy):
 		return http.StatusConflict
 	case errors.Is(err, segment.ErrCorrupt), errors.Is(err, segment.ErrUnsupportedFormat):
 		return http.StatusUnprocessableEntity

@@ -20,7 +20,9 @@ type Store interface {
 	Volume(base segment.ID) (*segment.Volume, error)
 	Create(size uint64) (*segment.Volume, error)
 	Branch(version segment.ID) (*segment.Volume, error)
-	Delete(base segment.ID) error
+	// Delete removes a volume; force deletes it even if it is in use on
+	// this host (else ErrBusy).
+	Delete(base segment.ID, force bool) error
 	Locate(base, version segment.ID) (segment.Position, error)
 	Follow(ctx context.Context, w io.Writer, base segment.ID, from segment.Position) (segment.StreamStats, error)
 	Stream(w io.Writer, base segment.ID, from segment.Position) (segment.StreamStats, error)

@@ -32,11 +32,17 @@ type host struct {
 	reg *prometheus.Registry
 }
 
+// hostStore is a store as a host without block devices has it: nothing is
+// ever in use, so force changes nothing.
+type hostStore struct{ *segment.Store }
+
+func (h hostStore) Delete(base segment.ID, force bool) error { return h.Store.Delete(base) }
+
 func newHost(t *testing.T) *host {
 	t.Helper()
 	_, st := segtest.NewStore(t, 256<<20, segment.Options{NoBackground: true})
 	reg := prometheus.NewRegistry()
-	h, err := replicator.NewHandler(replicator.Config{Store: st, Secret: secret, Metrics: reg,
+	h, err := replicator.NewHandler(replicator.Config{Store: hostStore{st}, Secret: secret, Metrics: reg,
 		MaxBlockBytes: 1 << 20, Logger: nil})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +70,9 @@ func (h *host) req(t *testing.T, method, path string, body []byte, hdr map[strin
 	}
 	for k, v := range hdr {
 		if k == "Content-Length" {
-			fmt.Sscan(v, &r.ContentLength)
+			if _, err := fmt.Sscan(v, &r.ContentLength); err != nil {
+				t.Fatal(err)
+			}
 			continue
 		}
 		r.Header.Set(k, v)
@@ -372,7 +380,9 @@ func TestFollowHTTP(t *testing.T) {
 				t.Fatal(err)
 			}
 			sh = make([]byte, segment.HeaderSize)
-			io.ReadFull(rc2, sh)
+			if _, err := io.ReadFull(rc2, sh); err != nil {
+				t.Fatal(err)
+			}
 			rc2.Close()
 		}
 		if _, err := b.c.Apply(ctx(t), io.MultiReader(bytes.NewReader(sh), bytes.NewReader(eh), bytes.NewReader(body))); err != nil {
@@ -413,7 +423,7 @@ func TestBranchDelete(t *testing.T) {
 		!replicator.IsStatus(err, http.StatusNotFound) {
 		t.Errorf("branch of an unknown version = %v, want 409 or 404", err)
 	}
-	if err := h.c.Delete(ctx(t), br.ID); err != nil {
+	if err := h.c.Delete(ctx(t), br.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.c.Info(ctx(t), br.ID); !replicator.IsStatus(err, http.StatusNotFound) {
@@ -453,7 +463,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("NewHandler without a store succeeded")
 	}
 	_, st := segtest.NewStore(t, 64<<20, segment.Options{NoBackground: true})
-	if _, err := replicator.NewHandler(replicator.Config{Store: st, Secret: "short"}); err == nil {
+	if _, err := replicator.NewHandler(replicator.Config{Store: hostStore{st}, Secret: "short"}); err == nil {
 		t.Error("NewHandler with a short secret succeeded")
 	}
 }

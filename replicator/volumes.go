@@ -118,7 +118,11 @@ func (s *server) deleteVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.Delete(id); err != nil {
+	force, err := boolParam(r, "force")
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.Delete(id, force); err != nil {
 		return err
 	}
 	s.log.Info("volume deleted", "volume", id)

@@ -87,7 +87,7 @@ func startDaemon(t *testing.T, dataDir string, args ...string) *daemon {
 	d := &daemon{t: t, dataDir: dataDir, args: args}
 	d.start()
 	t.Cleanup(func() {
-		d.stop(syscall.SIGKILL)
+		_ = d.stop(syscall.SIGKILL) // a killed daemon's exit status is an error
 		if t.Failed() {
 			t.Logf("daemon %s log:\n%s", dataDir, d.logs.String())
 		}
@@ -117,7 +117,7 @@ func (d *daemon) start() {
 				break
 			}
 		}
-		io.Copy(io.Discard, pr)
+		_, _ = io.Copy(io.Discard, pr) // keep draining so the daemon never blocks on stderr
 	}()
 	select {
 	case a := <-addr:
@@ -134,12 +134,14 @@ func (d *daemon) stop(sig syscall.Signal) error {
 	if d.cmd.ProcessState != nil {
 		return nil
 	}
-	d.cmd.Process.Signal(sig)
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		d.t.Errorf("signal %v: %v", sig, err)
+	}
 	select {
 	case err := <-d.exited:
 		return err
 	case <-time.After(time.Minute):
-		d.cmd.Process.Kill()
+		_ = d.cmd.Process.Kill() // best effort: the test fails anyway
 		d.t.Errorf("cloudfs serve did not stop within a minute of %v", sig)
 		return <-d.exited
 	}
@@ -364,7 +366,7 @@ func TestKillDuringWrites(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	d.stop(syscall.SIGKILL)
+	_ = d.stop(syscall.SIGKILL) // the exit status of a killed process is an error
 	close(stop)
 	<-writerDone
 	mu.Lock()
@@ -416,7 +418,9 @@ func TestBadRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatal(err)
+		}
 		resp.Body.Close()
 		return resp.StatusCode
 	}
@@ -428,7 +432,7 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{"wrong secret (curl)", 401, func() int {
 			var c int
-			fmt.Sscan(curl(t, "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", "-H", "Authorization: Bearer nope", d.url+"/v1/volumes/"+id), &c)
+			_, _ = fmt.Sscan(curl(t, "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", "-H", "Authorization: Bearer nope", d.url+"/v1/volumes/"+id), &c) // a non-number leaves 0, which fails the check
 			return c
 		}},
 		{"no secret", 401, func() int {

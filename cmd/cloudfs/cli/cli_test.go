@@ -84,11 +84,13 @@ func TestNukeRefusesFileSystems(t *testing.T) {
 			t.Logf("losetup unavailable (%v): skipping the loop device case", err)
 		} else {
 			loop := strings.TrimSpace(string(out))
-			defer exec.Command("losetup", "-d", loop).Run()
+			defer func() { _ = exec.Command("losetup", "-d", loop).Run() }() // detached below; this is for a failure
 			if out, code := run(t, "nuke", "--force", "--segment-size", "4M", path); code != ExitFailure || !strings.Contains(out, loop) {
 				t.Errorf("nuke --force of a loop device's file = %d %q, want a refusal naming %s", code, out, loop)
 			}
-			exec.Command("losetup", "-d", loop).Run()
+			if err := exec.Command("losetup", "-d", loop).Run(); err != nil {
+				t.Fatalf("losetup -d %s: %v", loop, err)
+			}
 		}
 	}
 	if out, code := run(t, "nuke", "--force", "--segment-size", "4M", path); code != ExitOK {

@@ -24,6 +24,8 @@ type serveOptions struct {
 	logLevel        string
 	logFormat       string
 	shutdownTimeout time.Duration
+	deviceDir       string
+	keepDevices     bool
 }
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
@@ -33,6 +35,9 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.listen, "listen", ":8090", "address of the HTTP API and /metrics")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.deviceDir, "device-dir", "/dev/cloudfs", "where the symlinks <volume id> -> /dev/ublkbN go")
+	fs.BoolVar(&o.keepDevices, "keep-devices", false,
+		"at shutdown, detach the block devices instead of deleting them: their IO waits for the next serve (upgrades)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "wait at most this long for requests in flight at shutdown")
 }
 
@@ -59,7 +64,7 @@ func (o *serveOptions) run(c *cobra.Command) error {
 		return &exitError{ExitUsage, err}
 	}
 	cfg := daemon.Config{DataDir: o.g.dataDir, StorePath: o.store, Listen: o.listen, Logger: log,
-		ShutdownTimeout: o.shutdownTimeout}
+		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices}
 	if o.storeSize != "" {
 		if cfg.StoreSize, err = parseSize(o.storeSize); err != nil {
 			return &exitError{ExitUsage, err}

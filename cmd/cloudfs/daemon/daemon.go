@@ -34,6 +34,12 @@ type Config struct {
 	// SegmentSize for a store the daemon formats (0: 16 MiB).
 	SegmentSize int64
 	Listen      string // HTTP address (":8090")
+	// DeviceLinkDir holds the symlink <id> -> /dev/ublkbN of every volume
+	// (default /dev/cloudfs).
+	DeviceLinkDir string
+	// KeepDevices: at shutdown, detach the block devices instead of deleting
+	// them; their IO waits until the next serve re-attaches (an upgrade).
+	KeepDevices bool
 	// ShutdownTimeout bounds the wait for HTTP requests in flight at
 	// shutdown (default 10 s); followed streams are cut at once.
 	ShutdownTimeout time.Duration
@@ -49,6 +55,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Listen == "" {
 		c.Listen = ":8090"
+	}
+	if c.DeviceLinkDir == "" {
+		c.DeviceLinkDir = "/dev/cloudfs"
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
@@ -90,13 +99,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", storePath, err)
 	}
-	host := &Host{st: st}
-	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg})
+	host := &Host{st: st, devs: startDevices(st, cfg, reg)}
+	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
+		Device: host.Device})
 	if err != nil {
 		st.Close()
 		return err
 	}
 	serveErr := serveHTTP(ctx, cfg, api, reg, log, start, st)
+	if host.devs != nil {
+		host.devs.stop()
+	}
 	if err := st.Close(); err != nil {
 		log.Error("store close failed", "err", err)
 		return errors.Join(serveErr, err)

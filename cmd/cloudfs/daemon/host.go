@@ -8,21 +8,51 @@ import (
 	"cloudfs/segment"
 )
 
-// Host is the store as the API sees it on this host. Today it passes
-// through; with ublk (issue 4) creating a volume also makes its device and
-// deleting one removes it.
+// Host is the store as the API sees it on this host: creating, branching
+// or applying a volume also gives it a block device, deleting one removes
+// the device first (refused while it is open, unless forced).
 type Host struct {
-	st *segment.Store
+	st   *segment.Store
+	devs *devices // nil: no ublk on this kernel
 }
 
 var _ replicator.Store = (*Host)(nil)
 
 func (h *Host) Heads() []segment.Head                           { return h.st.Heads() }
 func (h *Host) Volume(base segment.ID) (*segment.Volume, error) { return h.st.Volume(base) }
-func (h *Host) Create(size uint64) (*segment.Volume, error)     { return h.st.Create(size) }
-func (h *Host) Branch(v segment.ID) (*segment.Volume, error)    { return h.st.Branch(v) }
-func (h *Host) Delete(base segment.ID) error                    { return h.st.Delete(base) }
-func (h *Host) Apply(r io.Reader) (segment.ApplyStats, error)   { return h.st.Apply(r) }
+
+func (h *Host) Create(size uint64) (*segment.Volume, error) { return h.withDevice(h.st.Create(size)) }
+func (h *Host) Branch(v segment.ID) (*segment.Volume, error) { return h.withDevice(h.st.Branch(v)) }
+
+// withDevice gives a new volume its device. A volume without one is still
+// a volume (served over HTTP); the failure is logged.
+func (h *Host) withDevice(v *segment.Volume, err error) (*segment.Volume, error) {
+	if err != nil || h.devs == nil {
+		return v, err
+	}
+	if derr := h.devs.add(v.Base()); derr != nil {
+		h.devs.log.Error("volume has no device", "volume", v.Base(), "err", derr)
+	}
+	h.devs.saveState()
+	return v, nil
+}
+
+func (h *Host) Delete(base segment.ID, force bool) error {
+	if h.devs != nil {
+		if err := h.devs.remove(base, force); err != nil {
+			return err
+		}
+	}
+	return h.st.Delete(base)
+}
+
+func (h *Host) Apply(r io.Reader) (segment.ApplyStats, error) {
+	st, err := h.st.Apply(r)
+	if h.devs != nil && st.Entries > 0 {
+		h.devs.sync()
+	}
+	return st, err
+}
 
 func (h *Host) Locate(base, version segment.ID) (segment.Position, error) {
 	return h.st.Locate(base, version)
@@ -35,3 +65,6 @@ func (h *Host) Stream(w io.Writer, base segment.ID, from segment.Position) (segm
 func (h *Host) Follow(ctx context.Context, w io.Writer, base segment.ID, from segment.Position) (segment.StreamStats, error) {
 	return h.st.Follow(ctx, w, base, from)
 }
+
+// Device returns the block device of a volume, "" for none.
+func (h *Host) Device(base segment.ID) string { return h.devs.path(base) }

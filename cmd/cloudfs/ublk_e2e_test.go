@@ -1,0 +1,332 @@
+//go:build e2e
+
+package main_test
+
+// The daemon's block devices, end to end: real ublk devices served by
+// `cloudfs serve`, used by mkfs.ext4, mount, fio and blkdiscard. make
+// test-e2e runs these in the ublk VM (testenv/vm); they skip where the
+// kernel has no ublk.
+
+import (
+	"bytes"
+	"errors"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"cloudfs/replicator"
+	"cloudfs/testenv"
+)
+
+// ublkDaemon starts a daemon with a small store in dir, for the VM's
+// memory-backed /tmp.
+func ublkDaemon(t *testing.T, dir string, extra ...string) *daemon {
+	t.Helper()
+	testenv.RequireUblk(t)
+	return startDaemon(t, dir, append([]string{"--store-size", "768M", "--segment-size", "4M",
+		"--device-dir", filepath.Join(dir, "dev")}, extra...)...)
+}
+
+// newDevice makes a volume and returns its id and block device.
+func (d *daemon) newDevice(size string) (string, string) {
+	d.t.Helper()
+	id := d.cli(0, nil, "newdisk", "--size", size)
+	return id, d.device(id)
+}
+
+func (d *daemon) device(id string) string {
+	d.t.Helper()
+	var vi replicator.VolumeInfo
+	if err := json.Unmarshal([]byte(d.cli(0, nil, "info", "--json", id)), &vi); err != nil {
+		d.t.Fatal(err)
+	}
+	if vi.Device == "" {
+		d.t.Fatalf("volume %s has no device:\n%s", id, d.logs.String())
+	}
+	link := filepath.Join(d.dataDir, "dev", id)
+	if target, err := os.Readlink(link); err != nil || target != vi.Device {
+		d.t.Errorf("link %s -> %q, %v; want %s", link, target, err, vi.Device)
+	}
+	return vi.Device
+}
+
+// sh runs a command and fails the test with its output if it fails.
+func sh(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// makeTree writes a tree of files with random contents under dir.
+func makeTree(t *testing.T, dir string, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for i := range 40 {
+		p := filepath.Join(dir, fmt.Sprintf("d%d", i%5), fmt.Sprintf("f%d", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, randBytes(rng, rng.IntN(200<<10)+1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// treeSum hashes every file's path and contents under dir.
+func treeSum(t *testing.T, dir string) string {
+	h := sha256.New()
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || e.Name() == "lost+found" {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(h, "%s %d\n", rel, len(b))
+		h.Write(b)
+		n++
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d files %x", n, h.Sum(nil))
+}
+
+// TestUblkExt4: mkfs.ext4 on a volume's device, mount, copy a tree,
+// unmount, e2fsck clean, remount, identical; the same after a clean restart
+// of the daemon (new devices) and after SIGKILL with the file system
+// mounted (the device is re-attached; the mount stays usable).
+func TestUblkExt4(t *testing.T) {
+	dir := t.TempDir()
+	d := ublkDaemon(t, dir)
+	id, dev := d.newDevice("256M")
+	src, mnt := filepath.Join(dir, "src"), filepath.Join(dir, "mnt")
+	makeTree(t, src, 1)
+	want := treeSum(t, src)
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, "mkfs.ext4", "-q", "-F", dev)
+	sh(t, "mount", dev, mnt)
+	sh(t, "cp", "-a", src+"/.", mnt)
+	sh(t, "umount", mnt)
+	sh(t, "e2fsck", "-f", "-n", dev)
+	sh(t, "mount", dev, mnt)
+	if got := treeSum(t, mnt); got != want {
+		t.Fatalf("after remount: %s, want %s", got, want)
+	}
+	sh(t, "umount", mnt)
+
+	// a clean restart: devices are deleted at shutdown and made anew
+	if err := d.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("serve exit: %v", err)
+	}
+	d.start()
+	dev = d.device(id)
+	sh(t, "e2fsck", "-f", "-n", dev)
+	sh(t, "mount", dev, mnt)
+	if got := treeSum(t, mnt); got != want {
+		t.Fatalf("after a restart: %s, want %s", got, want)
+	}
+
+	// SIGKILL with the file system mounted: the restarted daemon re-attaches
+	// to the same device and the mount goes on
+	_ = d.stop(syscall.SIGKILL) // a killed process exits with an error
+	d.start()
+	if got := d.device(id); got != dev {
+		t.Errorf("after SIGKILL the volume is served by %s, was %s (not re-attached)", got, dev)
+	}
+	if got := treeSum(t, mnt); got != want {
+		t.Fatalf("mounted across SIGKILL: %s, want %s", got, want)
+	}
+	makeTree(t, filepath.Join(mnt, "more"), 2)
+	sh(t, "sync")
+	sh(t, "umount", mnt)
+	sh(t, "e2fsck", "-f", "-n", dev)
+	// delete refuses a mounted device, then goes through
+	sh(t, "mount", dev, mnt)
+	if out, code := run(t, nil, "--server", d.url, "--data-dir", d.dataDir, "delete", id); code != 1 || !strings.Contains(out, "in use") {
+		t.Errorf("delete of a mounted volume: %d %q, want a refusal", code, out)
+	}
+	sh(t, "umount", mnt)
+	d.cli(0, nil, "delete", id)
+	if _, err := os.Stat(dev); err == nil {
+		t.Errorf("%s still exists after delete", dev)
+	}
+}
+
+// fio runs fio with the given job options against dev.
+func fio(t *testing.T, dev string, opts ...string) string {
+	t.Helper()
+	args := append([]string{"--filename=" + dev, "--direct=1", "--ioengine=libaio", "--group_reporting",
+		"--output-format=terse", "--minimal"}, opts...)
+	return sh(t, "fio", args...)
+}
+
+// TestUblkFio: fio with verification (several jobs, random 4k–128k writes,
+// queue depth 32) and a flush-heavy job pass on a volume's device.
+func TestUblkFio(t *testing.T) {
+	dir := t.TempDir()
+	d := ublkDaemon(t, dir)
+	_, dev := d.newDevice("256M")
+	fio(t, dev, "--name=verify", "--rw=randwrite", "--bsrange=4k-128k", "--iodepth=32", "--numjobs=4",
+		"--size=32M", "--offset_increment=64M", "--verify=crc32c", "--verify_fatal=1", "--do_verify=1")
+	fio(t, dev, "--name=flushes", "--rw=randwrite", "--bs=4k", "--iodepth=1", "--size=4M", "--fdatasync=1",
+		"--verify=crc32c", "--verify_fatal=1")
+}
+
+// TestUblkKillUnderLoad: SIGKILL of the daemon while fio writes; the
+// restarted daemon re-attaches, fio completes, and fio's verification of
+// everything it wrote passes.
+func TestUblkKillUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	d := ublkDaemon(t, dir)
+	_, dev := d.newDevice("256M")
+	job := []string{"--name=kill", "--rw=randwrite", "--bs=16k", "--iodepth=32", "--size=48M",
+		"--verify=crc32c", "--verify_fatal=1", "--randrepeat=1", "--randseed=7"}
+	cmd := exec.Command("fio", append([]string{"--filename=" + dev, "--direct=1", "--ioengine=libaio",
+		"--do_verify=0"}, job...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	_ = d.stop(syscall.SIGKILL) // a killed process exits with an error
+	d.start()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("fio across the kill: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Minute):
+		_ = cmd.Process.Kill() // the test fails anyway
+		t.Fatalf("fio did not finish within 10 minutes of the restart\n%s", out.String())
+	}
+	fio(t, dev, append([]string{"--verify_only"}, job...)...)
+}
+
+// TestUblkDiscardBranchMany: blkdiscard reads back as zeros; a branch's
+// device shows its version's data; eight volumes are served at once; a
+// store error (a write to a volume this host does not own) completes with
+// EROFS and the daemon keeps serving.
+func TestUblkDiscardBranchMany(t *testing.T) {
+	dir := t.TempDir()
+	d := ublkDaemon(t, dir)
+	id, dev := d.newDevice("64M")
+	data := randBytes(rand.New(rand.NewPCG(3, 3)), 1<<20)
+	writeDev(t, dev, data, 0)
+	if got := readDev(t, dev, len(data), 0); !bytes.Equal(got, data) {
+		t.Fatal("device does not read back what was written")
+	}
+	// the branch keeps this version; the source then changes
+	var vi replicator.VolumeInfo
+	if err := json.Unmarshal([]byte(d.cli(0, nil, "info", "--json", id)), &vi); err != nil {
+		t.Fatal(err)
+	}
+	bid := d.cli(0, nil, "branch", vi.Version)
+	bdev := d.device(bid)
+	sh(t, "blkdiscard", "-o", "0", "-l", "1048576", dev)
+	if got := readDev(t, dev, len(data), 0); !bytes.Equal(got, make([]byte, len(data))) {
+		t.Error("discarded range does not read as zeros")
+	}
+	if got := readDev(t, bdev, len(data), 0); !bytes.Equal(got, data) {
+		t.Error("the branch's device does not show its version's data")
+	}
+	// eight volumes at once, each with its own data
+	devs := map[string][]byte{}
+	for i := range 8 {
+		_, dv := d.newDevice("16M")
+		b := randBytes(rand.New(rand.NewPCG(uint64(i), 9)), 64<<10)
+		writeDev(t, dv, b, 4096)
+		devs[dv] = b
+	}
+	for dv, b := range devs {
+		if got := readDev(t, dv, len(b), 4096); !bytes.Equal(got, b) {
+			t.Errorf("%s does not read back its data with 10 devices served", dv)
+		}
+	}
+	// a replica's device: the host does not hold the token, writes fail
+	// with EROFS, reads work, the daemon goes on
+	r := ublkDaemon(t, filepath.Join(dir, "r"))
+	if err := os.WriteFile(filepath.Join(r.dataDir, "secret"), []byte(d.secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.stop(syscall.SIGTERM); err != nil { // restart with the shared secret
+		t.Fatal(err)
+	}
+	r.start()
+	r.cli(0, strings.NewReader(d.cli(0, nil, "stream", bid)), "apply")
+	rdev := r.device(bid)
+	if got := readDev(t, rdev, len(data), 0); !bytes.Equal(got, data) {
+		t.Error("the replica's device does not read the volume's data")
+	}
+	f, err := os.OpenFile(rdev, os.O_WRONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := alignedBuf(4096)
+	_, err = f.WriteAt(buf, 0)
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if !errors.Is(err, syscall.EROFS) {
+		t.Errorf("write to a replica's device: %v, want EROFS", err)
+	}
+	if h := r.cli(0, nil, "heads"); !strings.Contains(h, bid) {
+		t.Errorf("the daemon stopped serving after the failed write: %q", h)
+	}
+}
+
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+4096)
+	off := 4096 - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%4096)
+	return b[off%4096 : off%4096+n]
+}
+
+func writeDev(t *testing.T, dev string, p []byte, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(dev, os.O_WRONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := alignedBuf(len(p))
+	copy(buf, p)
+	if _, err := f.WriteAt(buf, off); err != nil {
+		t.Fatalf("write %s: %v", dev, err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync %s: %v", dev, err)
+	}
+}
+
+func readDev(t *testing.T, dev string, n int, off int64) []byte {
+	t.Helper()
+	f, err := os.OpenFile(dev, os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := alignedBuf(n)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		t.Fatalf("read %s: %v", dev, err)
+	}
+	return bytes.Clone(buf)
+}
