@@ -9,9 +9,9 @@ package main_test
 
 import (
 	"bytes"
-	"errors"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"

@@ -21,7 +21,7 @@ var _ replicator.Store = (*Host)(nil)
 func (h *Host) Heads() []segment.Head                           { return h.st.Heads() }
 func (h *Host) Volume(base segment.ID) (*segment.Volume, error) { return h.st.Volume(base) }
 
-func (h *Host) Create(size uint64) (*segment.Volume, error) { return h.withDevice(h.st.Create(size)) }
+func (h *Host) Create(size uint64) (*segment.Volume, error)  { return h.withDevice(h.st.Create(size)) }
 func (h *Host) Branch(v segment.ID) (*segment.Volume, error) { return h.withDevice(h.st.Branch(v)) }
 
 // withDevice gives a new volume its device. A volume without one is still
