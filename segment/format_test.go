@@ -276,6 +276,7 @@ func TestDecodeWireHeader(t *testing.T) {
 			if want == nil && !tc.h.Kind.chained() {
 				want = ErrCorrupt // pad, next, checkpoint, delete never travel
 			}
+			clear(b[4:portableOff]) // a sender zeroes the local fields
 			h, err := DecodeWireHeader(b)
 			if !errors.Is(err, want) || (want == nil) != (err == nil) {
 				t.Fatalf("DecodeWireHeader(%.256x) = %v, want %v", b, err, want)
@@ -290,14 +291,19 @@ func TestDecodeWireHeader(t *testing.T) {
 			}
 		})
 	}
-	t.Run("local bytes are ignored, not checked", func(t *testing.T) {
+	t.Run("local bytes must be zero", func(t *testing.T) {
 		h := sampleHeaders()[0]
 		b := encodeHeader(&h, testUUID)
-		for i := 4; i < portableOff; i++ {
-			b[i] = 0xa5
-		}
+		clear(b[4:portableOff])
 		if _, err := DecodeWireHeader(b); err != nil {
 			t.Fatalf("DecodeWireHeader(%.64x) = %v, want nil", b, err)
+		}
+		for _, i := range []int{4, 8, 20, portableOff - 1} { // hdr crc, gseq, owner, from
+			bad := bytes.Clone(b)
+			bad[i] = 0xa5
+			if _, err := DecodeWireHeader(bad); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("DecodeWireHeader with local byte %d set = %v, want ErrCorrupt", i, err)
+			}
 		}
 	})
 }

@@ -18,21 +18,18 @@ import (
 	"time"
 	"unsafe"
 
+	"cloudfs/testenv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 )
 
 // requireUblk skips a test where the kernel has no ublk or the process is
-// not root. (testenv.RequireUblk will replace it.)
+// not root; testenv.RequireUblk also marks the binary for the VM runner.
 func requireUblk(t *testing.T) {
 	t.Helper()
-	if !Available() {
-		t.Skip("no /dev/ublk-control: run inside the ublk test VM")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("ublk needs root")
-	}
+	testenv.RequireUblk(t)
 }
 
 // memBackend is a Backend in memory. Writes, zeroes and flushes complete on
