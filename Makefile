@@ -102,6 +102,27 @@ bench: ## run the benchmark harness (BENCHFLAGS are passed to it)
 	@test -d bench/cloudfs-bench || { echo 'bench: the harness bench/cloudfs-bench does not exist yet' >&2; exit 1; }
 	$(GO) run $(GOTAGS) ./bench/cloudfs-bench $(BENCHFLAGS)
 
+# fio on a cloudfs volume's ublk device beside a loop device over a plain
+# file (bench/ublk-bench; BENCHFLAGS are passed to it). A host without
+# /dev/ublk-control runs it in testenv's VM (.bin/vmrun -mode vm, as root
+# through E2E_EXEC), which emulates the CPU, so its figures say nothing about
+# speed and the output says so; a host whose kernel has ublk runs the same
+# binary directly. CGO_ENABLED=0: the guest has no C library. In the VM the
+# program's files stay there (--json too).
+.PHONY: bench-ublk
+bench-ublk: ## fio on a ublk volume beside a loop device, as ratios (in the VM if the host has no ublk)
+	CGO_ENABLED=0 $(GO) build -o $(VMRUN) ./testenv/vmrun
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/cloudfs ./cmd/cloudfs
+	CGO_ENABLED=0 $(GO) build $(GOTAGS) -o $(BIN)/ublk-bench ./bench/ublk-bench
+	if [ -e /dev/ublk-control ]; then \
+		$(E2E_EXEC) env CLOUDFS_BIN=$(BIN)/cloudfs $(BIN)/ublk-bench $(BENCHFLAGS); \
+	else \
+		echo 'bench-ublk: no /dev/ublk-control on this host: running in the ublk test VM (software emulation)'; \
+		$(E2E_EXEC) $(VMRUN) -prepare; \
+		CLOUDFS_BIN=$(BIN)/cloudfs CLOUDFS_VM_FILES=$(BIN)/cloudfs \
+			$(E2E_EXEC) $(VMRUN) -mode vm $(BIN)/ublk-bench $(BENCHFLAGS); \
+	fi
+
 .PHONY: fmt
 fmt: ## check that gofmt leaves every file of the tree as it is (ignores PKG)
 	@files=$$(find . -name '*.go' -not -path './.*' -not -path '*/testdata/*' -exec gofmt -l {} +); \
@@ -123,11 +144,13 @@ $(GOLANGCI_LINT):
 .PHONY: check
 check: fmt vet lint test ## fmt, vet, lint and test
 
-# The test command of README.md, run by .ci/run on a fresh machine.
+# The test command of README.md, run by .ci/run on a fresh machine: the
+# e2e suite too, so that the ublk tests run in the VM on every submission.
 .PHONY: ci
-ci: lint ## lint, the race tests, and a short fuzz pass (CI_FUZZTIME per target)
+ci: lint ## lint, the race tests, a short fuzz pass (CI_FUZZTIME per target), the e2e tests
 	$(GO) test -race $(GOTAGS) $(TESTFLAGS) $(PKG)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(CI_FUZZTIME)
+	$(MAKE) --no-print-directory test-e2e
 
 .PHONY: generate
 generate: ## run go generate

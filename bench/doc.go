@@ -8,8 +8,11 @@
 //
 // The harness is in bench/cloudfs-bench (what "make bench" runs; its package
 // doc lists the measurements and flags). It covers the store's targets;
-// replication's come with the replicator. Each part of cloudfs brings its
-// Benchmark functions as it arrives.
+// replication's come with the replicator. bench/ublk-bench ("make
+// bench-ublk") runs fio on a volume's ublk device beside a loop device over
+// a plain file; on hosts without ublk it runs in testenv's emulated VM, where
+// only the harness, not the figures, means anything. Each part of cloudfs
+// brings its Benchmark functions as it arrives.
 //
 // # Rules
 //
