@@ -111,9 +111,29 @@ func (s *Store) ckptDurableLocked(gen uint64, segs map[uint32]bool, bodyBytes in
 	}
 }
 
-// ckptSegmentsLocked is how many segments the next checkpoint may need.
+// ckptSegmentsLocked is how many segments the next checkpoint may need: the
+// larger of the last checkpoint's body and the body the state applied now
+// would make, and half again for what is planned meanwhile. (The last body
+// alone under-reserved after a burst of volumes and extents, and Close
+// then failed its checkpoint with ErrNoSpace.)
 func (s *Store) ckptSegmentsLocked() int {
-	return int((s.ckptBytes+s.ckptBytes/2)/s.sb.SegmentSize) + 1
+	n := max(s.ckptBytes, s.ckptEst)
+	return int((n+n/2)/s.sb.SegmentSize) + 1
+}
+
+// ckptBodySizeLocked is the size encodeCheckpointLocked would give the body
+// now, computed without encoding it: O(volumes + snapshots + segments).
+func (s *Store) ckptBodySizeLocked() int64 {
+	const idSize, mapHeader, extentItem = 20, 8, 16
+	n := int64(len(ckptMagic)) + 8 + 8 + 4 + int64(len(s.segs))*(1+8+8+8) + 4 + 4
+	for _, sn := range s.cat.snapshots() {
+		n += 3*idSize + 8 + 8 + mapHeader + extentItem*int64(sn.m.Len())
+	}
+	for _, v := range s.cat.volumes() {
+		n += 4*idSize + 4*8 + 1 + 4 + 20*int64(len(v.runs)) + 4 + 8*int64(len(v.hdrs)) +
+			mapHeader + extentItem*int64(v.m.Len())
+	}
+	return n
 }
 
 // checkpointRecords cuts a body into records of at most MaxEntrySectors.

@@ -148,6 +148,7 @@ type Store struct {
 	ckptGen      uint64          // generation of the newest durable checkpoint
 	ckptSegs     map[uint32]bool // segments holding its body
 	ckptBytes    int64
+	ckptEst      int64 // ckptBodySizeLocked as of the last applied batch
 	logSinceCkpt int64
 	lastCkptTime time.Time
 	pendingFree  int // segments waiting for a checkpoint to become free

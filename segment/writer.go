@@ -362,6 +362,7 @@ func (s *Store) applyBatch(b *batch) {
 	}
 	s.logSinceCkpt += b.bytes
 	s.applied = b.end
+	s.ckptEst = s.ckptBodySizeLocked()
 	s.wakeLocked()
 }
 
