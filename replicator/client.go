@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"cloudfs/replicator/cluster"
 )
 
 // Client talks to a host's HTTP API. Its methods are safe for concurrent use.
@@ -92,6 +94,12 @@ func (c *Client) Heads(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	return strings.Fields(string(b)), nil
+}
+
+// Hosts returns the live hosts of the cluster.
+func (c *Client) Hosts(ctx context.Context) ([]cluster.Host, error) {
+	var out []cluster.Host
+	return out, c.json(ctx, http.MethodGet, "/v1/hosts", &out)
 }
 
 // Volumes returns every volume of the host.

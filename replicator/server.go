@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"cloudfs/replicator/cluster"
 	"cloudfs/segment"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,8 @@ type Config struct {
 	// Device, if set, names the block device of a volume ("" for none); info
 	// shows it.
 	Device func(base segment.ID) string
+	// Hosts, if set, lists the live hosts of the cluster (GET /v1/hosts).
+	Hosts func(ctx context.Context) ([]cluster.Host, error)
 	// MaxBlockBytes caps the body of one block write (default 64 MiB).
 	MaxBlockBytes int64
 	// MaxLogBytes caps the body of one PUT /v1/log (default 1 TiB).
@@ -107,6 +110,7 @@ func (s *server) routes() []route {
 	return []route{
 		{"GET /heads", "heads", true, s.heads},
 		{"GET /healthz", "healthz", true, s.healthz},
+		{"GET /v1/hosts", "hosts", false, s.hosts},
 		{"GET /v1/volumes", "volumes", false, s.listVolumes},
 		{"POST /v1/volumes", "create", false, s.createVolume},
 		{"GET /v1/volumes/{id}", "info", false, s.volumeInfo},
@@ -181,4 +185,17 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, err := io.WriteString(w, "ok\n")
 	return err
+}
+
+// hosts answers GET /v1/hosts: the live hosts of the cluster, as etcd has
+// them.
+func (s *server) hosts(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.Hosts == nil {
+		return errf(http.StatusServiceUnavailable, "this host runs without a cluster")
+	}
+	hosts, err := s.cfg.Hosts(r.Context())
+	if err != nil {
+		return errf(http.StatusServiceUnavailable, "cluster: %v", err)
+	}
+	return writeJSON(w, http.StatusOK, hosts)
 }

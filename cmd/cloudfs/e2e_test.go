@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -59,6 +60,19 @@ type daemon struct {
 	url     string
 	logs    *syncBuffer
 	exited  chan error
+	// etcdArgs give its embedded etcd free ports of 127.0.0.1
+	etcdArgs []string
+}
+
+// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 type syncBuffer struct {
@@ -99,7 +113,12 @@ func (d *daemon) start() {
 	d.t.Helper()
 	pr, pw := io.Pipe()
 	d.logs = &syncBuffer{}
-	args := append([]string{"serve", "--data-dir", d.dataDir, "--listen", "127.0.0.1:0", "--log-level", "debug"}, d.args...)
+	if d.etcdArgs == nil { // the same ports across restarts: the member's data says where it was
+		d.etcdArgs = []string{"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(d.t)),
+			"--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", freePort(d.t))}
+	}
+	args := append([]string{"serve", "--data-dir", d.dataDir, "--listen", "127.0.0.1:0", "--log-level", "debug"}, d.etcdArgs...)
+	args = append(args, d.args...)
 	d.cmd = exec.Command(binary, args...)
 	d.cmd.Stderr = io.MultiWriter(pw, d.logs)
 	d.cmd.Stdout = d.logs
@@ -277,6 +296,10 @@ func TestWalkthrough(t *testing.T) {
 	if ha, hb := a.cli(0, nil, "heads"), b.cli(0, nil, "heads"); !strings.Contains(ha, hb) {
 		t.Errorf("after the delta: heads on a %q, on b %q", ha, hb)
 	}
+	// each daemon runs its own embedded etcd, in which it is the one live host
+	if hosts := a.cli(0, nil, "hosts"); !strings.Contains(hosts, a.url) {
+		t.Errorf("hosts on a:\n%s\nwant a line with %s", hosts, a.url)
+	}
 	a.cli(0, nil, "delete", branch)
 	a.cli(4, nil, "info", branch) // exit 4: not found
 	// both stop cleanly and their stores check clean
@@ -377,6 +400,9 @@ func TestKillDuringWrites(t *testing.T) {
 		t.Fatal("no flush completed before the kill")
 	}
 	d.start()
+	if hosts := d.cli(0, nil, "hosts", "--json"); !strings.Contains(hosts, d.url) {
+		t.Errorf("after kill -9 and restart the host is not listed at its new address: %s", hosts)
+	}
 	cl = d.client()
 	got := make([]byte, 4096)
 	for i := 0; i < n; i++ {

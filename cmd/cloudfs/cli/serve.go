@@ -26,6 +26,12 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	deviceDir       string
 	keepDevices     bool
+	hostID          string
+	etcd            []string
+	etcdClientURL   string
+	etcdPeerURL     string
+	advertiseURL    string
+	leaseTTL        time.Duration
 }
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
@@ -38,6 +44,12 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.deviceDir, "device-dir", "/dev/cloudfs", "where the symlinks <volume id> -> /dev/ublkbN go")
 	fs.BoolVar(&o.keepDevices, "keep-devices", false,
 		"at shutdown, detach the block devices instead of deleting them: their IO waits for the next serve (upgrades)")
+	fs.StringVar(&o.hostID, "host-id", "", "this host's name in the cluster (default: the hostname)")
+	fs.StringSliceVar(&o.etcd, "etcd", nil, "client endpoints of an external etcd cluster (default: run an embedded member in <data-dir>/etcd)")
+	fs.StringVar(&o.etcdClientURL, "etcd-client-url", "http://127.0.0.1:2379", "where the embedded etcd serves clients")
+	fs.StringVar(&o.etcdPeerURL, "etcd-peer-url", "http://127.0.0.1:2380", "where the embedded etcd serves peers")
+	fs.StringVar(&o.advertiseURL, "advertise-url", "", "the API URL other hosts use (default: http://<listen address>, 127.0.0.1 for a wildcard)")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "how long the cluster keeps listing a host that stopped renewing its lease")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "wait at most this long for requests in flight at shutdown")
 }
 
@@ -64,7 +76,9 @@ func (o *serveOptions) run(c *cobra.Command) error {
 		return &exitError{ExitUsage, err}
 	}
 	cfg := daemon.Config{DataDir: o.g.dataDir, StorePath: o.store, Listen: o.listen, Logger: log,
-		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices}
+		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices,
+		HostID: o.hostID, Etcd: o.etcd, EtcdClientURL: o.etcdClientURL, EtcdPeerURL: o.etcdPeerURL,
+		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL}
 	if o.storeSize != "" {
 		if cfg.StoreSize, err = parseSize(o.storeSize); err != nil {
 			return &exitError{ExitUsage, err}

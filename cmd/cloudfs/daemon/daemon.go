@@ -40,6 +40,18 @@ type Config struct {
 	// KeepDevices: at shutdown, detach the block devices instead of deleting
 	// them; their IO waits until the next serve re-attaches (an upgrade).
 	KeepDevices bool
+	// HostID names this host in the cluster (default: the hostname).
+	HostID string
+	// Etcd lists the client endpoints of an external etcd cluster; empty
+	// runs an embedded member in DataDir/etcd listening on EtcdClientURL and
+	// EtcdPeerURL (defaults http://127.0.0.1:2379 and :2380).
+	Etcd                       []string
+	EtcdClientURL, EtcdPeerURL string
+	// AdvertiseURL is the API address other hosts use (default
+	// http://127.0.0.1:<port> for a wildcard or loopback listener).
+	AdvertiseURL string
+	// LeaseTTL is how long the cluster keeps a silent host listed (10 s).
+	LeaseTTL time.Duration
 	// ShutdownTimeout bounds the wait for HTTP requests in flight at
 	// shutdown (default 10 s); followed streams are cut at once.
 	ShutdownTimeout time.Duration
@@ -61,6 +73,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.HostID == "" {
+		c.HostID, _ = os.Hostname()
+	}
+	if c.EtcdClientURL == "" {
+		c.EtcdClientURL = "http://127.0.0.1:2379"
+	}
+	if c.EtcdPeerURL == "" {
+		c.EtcdPeerURL = "http://127.0.0.1:2380"
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 10 * time.Second
 	}
 }
 
@@ -99,14 +123,23 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", storePath, err)
 	}
-	host := &Host{st: st, devs: startDevices(st, cfg, reg)}
-	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
-		Device: host.Device})
+	cl, err := startCluster(ctx, cfg)
 	if err != nil {
 		st.Close()
 		return err
 	}
-	serveErr := serveHTTP(ctx, cfg, api, reg, log, start, st)
+	defer cl.close()
+	host := &Host{st: st, devs: startDevices(st, cfg, reg)}
+	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
+		Device: host.Device, Hosts: cl.hosts})
+	if err != nil {
+		st.Close()
+		return err
+	}
+	serveErr := serveHTTP(ctx, cfg, api, reg, log, start, st, func(addr net.Addr) error {
+		return cl.join(ctx, cfg, addr, st)
+	})
+	cl.leave()
 	if host.devs != nil {
 		host.devs.stop()
 	}
@@ -121,7 +154,7 @@ func Run(ctx context.Context, cfg Config) error {
 // serveHTTP serves the API and /metrics until ctx ends, then shuts the
 // server down.
 func serveHTTP(ctx context.Context, cfg Config, api http.Handler, reg *prometheus.Registry, log *slog.Logger,
-	start time.Time, st *segment.Store) error {
+	start time.Time, st *segment.Store, listening func(net.Addr) error) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/", api)
@@ -142,6 +175,10 @@ func serveHTTP(ctx context.Context, cfg Config, api http.Handler, reg *prometheu
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if err := listening(ln.Addr()); err != nil {
+		srv.Close()
+		return err
+	}
 	rec := st.Recovery()
 	log.Info("serving", "addr", ln.Addr().String(), "volumes", len(st.Heads()),
 		"recovered_records", rec.Records, "recovery", rec.Took, "took", time.Since(start))
