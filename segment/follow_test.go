@@ -163,3 +163,51 @@ func TestLocate(t *testing.T) {
 		t.Errorf("Locate in an unknown volume = %v, want ErrNotFound", err)
 	}
 }
+
+// TestApplyLive follows a volume into another store through a pipe: each
+// write on the source is applied on the replica while the stream stays open.
+func TestApplyLive(t *testing.T) {
+	_, src := newStore(t, 64<<20)
+	_, dst := newStore(t, 64<<20)
+	rng := rand.New(rand.NewPCG(5, 6))
+	v := mustCreate(t, src, 1<<20)
+	writeHistory(t, rng, v, 3)
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, err := src.Follow(ctx, pw, v.Base(), segment.Position{})
+		pw.CloseWithError(err)
+	}()
+	positions := make(chan segment.Position, 64)
+	done := make(chan error, 1)
+	go func() {
+		_, err := dst.ApplyLive(pr, func(p segment.Position) { positions <- p })
+		done <- err
+	}()
+	waitFor := func(want segment.Position) {
+		t.Helper()
+		timeout := time.After(time.Minute)
+		for {
+			select {
+			case p := <-positions:
+				if p == want {
+					return
+				}
+			case err := <-done:
+				t.Fatalf("ApplyLive ended early: %v", err)
+			case <-timeout:
+				t.Fatalf("replica did not reach %v within a minute", want)
+			}
+		}
+	}
+	waitFor(position(t, v))
+	for range 3 {
+		writeHistory(t, rng, v, 2)
+		waitFor(position(t, v))
+		sameVolume(t, src, dst, v.Base())
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("ApplyLive after the follower stopped = %v", err)
+	}
+}

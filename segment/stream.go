@@ -322,6 +322,22 @@ const applyChunkBytes = 64 << 20
 // version this store lacks) or ErrNoSpace. Entries this store already has are
 // skipped.
 func (s *Store) Apply(r io.Reader) (ApplyStats, error) {
+	return s.apply(r, nil)
+}
+
+// ApplyLive is Apply for a stream that stays open (GET .../stream with
+// follow): it also appends what it has verified whenever the stream pauses
+// (nothing more is buffered), so that every entry is appended soon after it
+// arrives, and calls applied (if not nil) after each append with the
+// volume's new position. It returns when the stream ends or fails.
+func (s *Store) ApplyLive(r io.Reader, applied func(Position)) (ApplyStats, error) {
+	if applied == nil {
+		applied = func(Position) {}
+	}
+	return s.apply(r, applied)
+}
+
+func (s *Store) apply(r io.Reader, applied func(Position)) (ApplyStats, error) {
 	var st ApplyStats
 	br := bufio.NewReaderSize(r, 1<<20)
 	hb := make([]byte, HeaderSize)
@@ -334,13 +350,17 @@ func (s *Store) Apply(r io.Reader) (ApplyStats, error) {
 	}
 	sv := newShadow(s)
 	for {
-		recs, size, end, err := readChunk(br, sh.Base, sv, &st)
+		recs, size, end, err := readChunk(br, sh.Base, sv, &st, applied != nil)
 		if len(recs) > 0 && err == nil {
 			if err := s.run(&op{kind: opApply, recs: recs, sync: true}); err != nil {
 				return st, fmt.Errorf("apply: %w", err)
 			}
 			st.Entries += len(recs)
 			st.Bytes += size
+			if applied != nil {
+				last := recs[len(recs)-1].h
+				applied(Position{LSN: last.LSN, Version: last.ID})
+			}
 		}
 		if err != nil {
 			return st, fmt.Errorf("apply: entry %d: %w", st.Entries+st.Skipped+1, err)
@@ -351,9 +371,10 @@ func (s *Store) Apply(r io.Reader) (ApplyStats, error) {
 	}
 }
 
-// readChunk reads and verifies entries up to applyChunkBytes.
-func readChunk(br *bufio.Reader, base ID, sv *shadow, st *ApplyStats) (recs []*rec, size int64, end bool, err error) {
-	for size < applyChunkBytes {
+// readChunk reads and verifies entries up to applyChunkBytes, or, if live,
+// up to where the stream pauses.
+func readChunk(br *bufio.Reader, base ID, sv *shadow, st *ApplyStats, live bool) (recs []*rec, size int64, end bool, err error) {
+	for size < applyChunkBytes && (!live || len(recs) == 0 || br.Buffered() > 0) {
 		hb := make([]byte, HeaderSize)
 		if _, err := io.ReadFull(br, hb); err != nil {
 			if err == io.EOF {
