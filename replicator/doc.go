@@ -1,8 +1,11 @@
 // Package replicator keeps volumes reachable from other hosts: the HTTP API
 // of a host (an http.Handler, served on port 8090 by the daemon), its Go
-// client, and the stream protocol that carries a volume's entries between
-// stores. Placement, cluster membership and ownership in etcd, replication
-// modes, remote IO with redirects and failover arrive with issues 5 and 6.
+// client, the stream protocol that carries a volume's entries between
+// stores, and Follow, which keeps a local replica of a volume up to date
+// with another host (catch-up by delta, then live, reconnecting by itself).
+// replicator/cluster holds the etcd side: the embedded member and host
+// membership with leases. Placement, the volume catalog, replication modes,
+// remote IO with redirects and failover arrive with issues 5 and 6.
 //
 // # The API
 //
@@ -10,6 +13,7 @@
 //
 //	GET    /heads                          one "base:version" line per volume (open)
 //	GET    /healthz                        "ok" (open)
+//	GET    /v1/hosts                       the live hosts of the cluster, JSON
 //	GET    /v1/volumes                     every volume, JSON
 //	POST   /v1/volumes?size=N              create a volume
 //	GET    /v1/volumes/{id}                one volume, JSON
