@@ -2,8 +2,8 @@
 // RequireUblk and RequireFUSE, loop devices (LoopDevice), the daemon binary
 // (CloudfsBinary), and, in testenv/vm and testenv/vmrun, the throw-away
 // QEMU VM that runs the ublk tests on Debian's 6.12 kernel through go test
-// -exec. Multi-host clusters in network namespaces, dm-flakey and fault
-// injection come later (issue 5).
+// -exec. testenv/cluster starts multi-host clusters of cloudfs daemons in
+// network namespaces. dm-flakey and fault injection come later (issue 5).
 //
 // # Writing an e2e test
 //
