@@ -600,7 +600,21 @@ func (r *crashRun) step() {
 			return
 		}
 		b := bases[rng.IntN(len(bases))]
-		if err := r.m.syncCall(func() error { return r.st.Delete(b) }); err != nil {
+		err := r.m.syncCall(func() error { return r.st.Delete(b) })
+		if errors.Is(err, segment.ErrNoSpace) {
+			// without the background, do what it does for a parked delete:
+			// checkpoint (pending segments become free), clean, retry
+			if cerr := r.m.syncCall(r.st.Checkpoint); cerr != nil && !errors.Is(cerr, segment.ErrNoSpace) {
+				t.Fatalf("Checkpoint: %v", cerr)
+			}
+			r.clean(4)
+			err = r.m.syncCall(func() error { return r.st.Delete(b) })
+		}
+		if errors.Is(err, segment.ErrNoSpace) {
+			r.m.noSpace.Add(1) // full of live data: nothing to reclaim; not performed
+			return
+		}
+		if err != nil {
 			t.Fatalf("Delete(%v): %v", b, err)
 		}
 		r.m.remove(b)

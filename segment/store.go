@@ -2,6 +2,7 @@ package segment
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -292,7 +293,14 @@ func (s *Store) Close() error {
 	if s.failed.Load() != nil {
 		return s.failure()
 	}
-	return s.checkpoint()
+	err := s.checkpoint()
+	if errors.Is(err, ErrNoSpace) {
+		// Nothing is lost: every acknowledged write is in the log, and the
+		// next Open rolls forward from the last checkpoint, only slower.
+		s.log.Warn("store full: closed without a final checkpoint; the next open rolls the log forward", "err", err)
+		return s.dev.Sync()
+	}
+	return err
 }
 
 // RecoveryInfo says what Open's roll-forward did.
