@@ -114,10 +114,17 @@ func (c *Client) Info(ctx context.Context, id string) (VolumeInfo, error) {
 	return out, c.json(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(id), &out)
 }
 
-// Create makes a volume of size bytes.
+// Create makes a volume of size bytes on this host alone.
 func (c *Client) Create(ctx context.Context, size uint64) (VolumeInfo, error) {
+	return c.CreateReplicated(ctx, size, 1)
+}
+
+// CreateReplicated makes a volume of size bytes on n hosts of the cluster
+// (0: the default count).
+func (c *Client) CreateReplicated(ctx context.Context, size uint64, n int) (VolumeInfo, error) {
 	var out VolumeInfo
-	return out, c.json(ctx, http.MethodPost, "/v1/volumes?size="+strconv.FormatUint(size, 10), &out)
+	path := "/v1/volumes?size=" + strconv.FormatUint(size, 10) + "&replicas=" + strconv.Itoa(n)
+	return out, c.json(ctx, http.MethodPost, path, &out)
 }
 
 // Branch makes a writable volume whose contents are version.

@@ -17,6 +17,9 @@ var (
 	// ErrBusy: the volume is in use on this host (its block device is
 	// open); a Store returns it to refuse a delete. Answered with 409.
 	ErrBusy = errors.New("volume is in use")
+	// ErrPlacement: a volume cannot get the replicas asked for (too few live
+	// hosts). Answered with 409.
+	ErrPlacement = errors.New("placement")
 )
 
 var errUnauthorized = &httpError{code: http.StatusUnauthorized, err: ErrUnauthorized}
@@ -49,7 +52,8 @@ func statusOf(err error) int {
 	case errors.Is(err, segment.ErrOutOfRange):
 		return http.StatusRequestedRangeNotSatisfiable
 	case errors.Is(err, segment.ErrReadOnly), errors.Is(err, segment.ErrLink),
-		errors.Is(err, segment.ErrVersionUnavailable), errors.Is(err, segment.ErrExists), errors.Is(err, ErrBusy):
+		errors.Is(err, segment.ErrVersionUnavailable), errors.Is(err, segment.ErrExists), errors.Is(err, ErrBusy),
+		errors.Is(err, ErrPlacement):
 		return http.StatusConflict
 	case errors.Is(err, segment.ErrCorrupt), errors.Is(err, segment.ErrUnsupportedFormat):
 		return http.StatusUnprocessableEntity

@@ -43,6 +43,10 @@ type Config struct {
 	Device func(base segment.ID) string
 	// Hosts, if set, lists the live hosts of the cluster (GET /v1/hosts).
 	Hosts func(ctx context.Context) ([]cluster.Host, error)
+	// Replicate, if set, creates a volume on n hosts (0: the default
+	// count) and returns it with the ids of its hosts; without it a volume
+	// lives on this host alone.
+	Replicate func(ctx context.Context, size uint64, n int) (*segment.Volume, []string, error)
 	// MaxBlockBytes caps the body of one block write (default 64 MiB).
 	MaxBlockBytes int64
 	// MaxLogBytes caps the body of one PUT /v1/log (default 1 TiB).

@@ -27,6 +27,8 @@ type VolumeInfo struct {
 	ZeroBytes uint64 `json:"zero_bytes"`
 	Extents   int    `json:"extents"`
 	Device    string `json:"device,omitempty"` // its block device on this host
+	// Hosts are the hosts the cluster placed a new volume on (create only).
+	Hosts []string `json:"hosts,omitempty"`
 }
 
 func (s *server) info(v *segment.Volume) (VolumeInfo, error) {
@@ -83,19 +85,36 @@ func (s *server) createVolume(w http.ResponseWriter, r *http.Request) error {
 		return errf(http.StatusBadRequest, "size=%q: want a positive number of bytes, a multiple of %d",
 			r.URL.Query().Get("size"), segment.SectorSize)
 	}
-	v, err := s.cfg.Store.Create(size)
+	n := 1
+	if q := r.URL.Query().Get("replicas"); q != "" {
+		if n, err = strconv.Atoi(q); err != nil || n < 0 {
+			return errf(http.StatusBadRequest, "replicas=%q: want a number of hosts (0: the default)", q)
+		}
+	}
+	if s.cfg.Replicate == nil {
+		if n > 1 {
+			return fmt.Errorf("%w: this host runs without a cluster; %d replicas need one", ErrPlacement, n)
+		}
+		v, err := s.cfg.Store.Create(size)
+		if err != nil {
+			return err
+		}
+		return s.created(w, v, nil)
+	}
+	v, hosts, err := s.cfg.Replicate(r.Context(), size, n)
 	if err != nil {
 		return err
 	}
-	return s.created(w, v)
+	return s.created(w, v, hosts)
 }
 
 // created answers a create or branch with the new volume.
-func (s *server) created(w http.ResponseWriter, v *segment.Volume) error {
+func (s *server) created(w http.ResponseWriter, v *segment.Volume, hosts []string) error {
 	vi, err := s.info(v)
 	if err != nil {
 		return err
 	}
+	vi.Hosts = hosts
 	s.log.Info("volume created", "volume", vi.ID, "size", vi.Size, "parent", vi.Parent)
 	w.Header().Set("Location", "/v1/volumes/"+vi.ID)
 	return writeJSON(w, http.StatusCreated, vi)
@@ -139,7 +158,7 @@ func (s *server) branch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.created(w, v)
+	return s.created(w, v, nil)
 }
 
 // volume returns the volume named by the request's {id}.

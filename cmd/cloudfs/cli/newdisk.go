@@ -24,10 +24,11 @@ func newNewdiskCommand(g *globalOptions) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "newdisk [replicas]",
 		Short: "Create a volume; print its id",
-		Long: `Create a volume on the daemon and print its 40-hex id on stdout.
-replicas is how many hosts keep it (default 3, or fewer when the cluster has
-fewer hosts). Until replication across hosts arrives, a cluster is one host:
-replicas above 1 are refused.`,
+		Long: `Create a volume and print its 40-hex id on stdout, and the hosts that keep it
+on stderr ("host <id>"). replicas is how many live hosts keep it (default 3,
+or all of them when the cluster has fewer); the daemon's host is the primary,
+the others follow it (async replication: catch-up by delta, then live). The
+creation is all or none.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return o.run(c, args) },
 	}
@@ -36,13 +37,11 @@ replicas above 1 are refused.`,
 }
 
 func (o *newdiskOptions) run(c *cobra.Command, args []string) error {
+	n := 0 // the daemon's default: 3, or fewer in a smaller cluster
 	if len(args) == 1 {
-		n, err := strconv.Atoi(args[0])
-		if err != nil || n < 1 {
+		var err error
+		if n, err = strconv.Atoi(args[0]); err != nil || n < 1 {
 			return &exitError{ExitUsage, fmt.Errorf("replicas %q: want a positive number", args[0])}
-		}
-		if n > 1 {
-			return fmt.Errorf("this cluster has 1 host; %d replicas need %d hosts", n, n)
 		}
 	}
 	size, err := parseSize(o.size)
@@ -53,7 +52,7 @@ func (o *newdiskOptions) run(c *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	vi, err := cl.Create(c.Context(), uint64(size))
+	vi, err := cl.CreateReplicated(c.Context(), uint64(size), n)
 	if err != nil {
 		return o.g.apiError(err)
 	}
@@ -61,6 +60,8 @@ func (o *newdiskOptions) run(c *cobra.Command, args []string) error {
 		return printJSON(c.OutOrStdout(), vi)
 	}
 	fmt.Fprintln(c.OutOrStdout(), vi.ID)
-	fmt.Fprintf(c.ErrOrStderr(), "host %s\n", o.g.server)
+	for _, h := range vi.Hosts {
+		fmt.Fprintf(c.ErrOrStderr(), "host %s\n", h)
+	}
 	return nil
 }

@@ -130,15 +130,25 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer cl.close()
 	host := &Host{st: st, devs: startDevices(st, cfg, reg)}
+	repl := &replication{hc: cl, host: host, self: cfg.HostID, secret: secret,
+		log: log.With("component", "replication"), followers: map[string]context.CancelFunc{}}
+	host.repl = repl
+	replCtx, stopRepl := context.WithCancel(context.Background())
+	replDone := make(chan struct{})
+	go func() { defer close(replDone); repl.run(replCtx) }()
 	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
-		Device: host.Device, Hosts: cl.hosts})
+		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create})
 	if err != nil {
+		stopRepl()
+		<-replDone
 		st.Close()
 		return err
 	}
 	serveErr := serveHTTP(ctx, cfg, api, reg, log, start, st, func(addr net.Addr) error {
 		return cl.join(ctx, cfg, addr, st)
 	})
+	stopRepl()
+	<-replDone
 	cl.leave()
 	if host.devs != nil {
 		host.devs.stop()

@@ -13,7 +13,8 @@ import (
 // the device first (refused while it is open, unless forced).
 type Host struct {
 	st   *segment.Store
-	devs *devices // nil: no ublk on this kernel
+	devs *devices     // nil: no ublk on this kernel
+	repl *replication // the cluster's catalog and this host's followers
 }
 
 var _ replicator.Store = (*Host)(nil)
@@ -43,7 +44,13 @@ func (h *Host) Delete(base segment.ID, force bool) error {
 			return err
 		}
 	}
-	return h.st.Delete(base)
+	if err := h.st.Delete(base); err != nil {
+		return err
+	}
+	if h.repl != nil {
+		h.repl.forgetIfPrimary(base)
+	}
+	return nil
 }
 
 func (h *Host) Apply(r io.Reader) (segment.ApplyStats, error) {

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"cloudfs/replicator"
+	"cloudfs/replicator/cluster"
+	"cloudfs/segment"
+)
+
+// replication places new volumes on several hosts and keeps this host's
+// replicas following their primaries. The catalog in etcd says which hosts
+// keep which volume; every host polls it and runs a follower (catch-up by
+// delta, then live) for each volume it keeps and does not own. This is the
+// async mode: a write is acknowledged by the primary's log alone.
+type replication struct {
+	hc     *hostCluster
+	host   *Host
+	self   string
+	secret string
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	followers map[string]context.CancelFunc // volume id -> its follower
+}
+
+// create makes a volume on n live hosts (self first) as one transaction:
+// created here, its creation entry applied on the others, then put in the
+// catalog; on any failure every copy made is deleted again.
+func (r *replication) create(ctx context.Context, size uint64, n int) (*segment.Volume, []string, error) {
+	hosts, err := r.hc.hosts(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n == 0 {
+		n = min(3, len(hosts))
+	}
+	placed, err := cluster.Place(hosts, r.self, n)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", replicator.ErrPlacement, err)
+	}
+	if placed[0].ID != r.self {
+		return nil, nil, fmt.Errorf("%w: this host (%s) is not live in the cluster", replicator.ErrPlacement, r.self)
+	}
+	v, err := r.host.Create(size)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := []string{r.self}
+	var creation bytes.Buffer
+	if _, err := r.host.st.Stream(&creation, v.Base(), segment.Position{}); err != nil {
+		return nil, nil, r.undo(v, nil, err)
+	}
+	var done []cluster.Host
+	for _, h := range placed[1:] {
+		cl := &replicator.Client{URL: h.URL, Secret: r.secret}
+		if _, err := cl.Apply(ctx, bytes.NewReader(creation.Bytes())); err != nil {
+			return nil, nil, r.undo(v, done, fmt.Errorf("create on %s: %w", h.ID, err))
+		}
+		done = append(done, h)
+		ids = append(ids, h.ID)
+	}
+	rec := cluster.Volume{ID: v.Base().String(), Size: size, Primary: r.self, Replicas: ids, Mode: "async",
+		Created: time.Now().UTC()}
+	if err := cluster.PutVolume(ctx, r.hc.client, rec); err != nil {
+		return nil, nil, r.undo(v, done, err)
+	}
+	r.log.Info("replicated volume created", "volume", rec.ID, "replicas", ids)
+	return v, ids, nil
+}
+
+// undo deletes the copies of a volume whose creation failed.
+func (r *replication) undo(v *segment.Volume, on []cluster.Host, cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := []error{cause}
+	for _, h := range on {
+		cl := &replicator.Client{URL: h.URL, Secret: r.secret}
+		if err := cl.Delete(ctx, v.Base().String(), true); err != nil {
+			errs = append(errs, fmt.Errorf("undo on %s: %w", h.ID, err))
+		}
+	}
+	if err := r.host.Delete(v.Base(), true); err != nil {
+		errs = append(errs, fmt.Errorf("undo here: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// forgetIfPrimary removes a deleted volume from the catalog if this host
+// was its primary; its replicas then stop following and keep their copies.
+func (r *replication) forgetIfPrimary(base segment.ID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	vols, err := cluster.Volumes(ctx, r.hc.client)
+	if err != nil {
+		r.log.Warn("catalog unreachable; a deleted volume may stay in it", "volume", base, "err", err)
+		return
+	}
+	for _, v := range vols {
+		if v.ID == base.String() && v.Primary == r.self {
+			if err := cluster.DeleteVolume(ctx, r.hc.client, v.ID); err != nil {
+				r.log.Warn("volume not removed from the catalog", "volume", base, "err", err)
+			}
+		}
+	}
+}
+
+// run keeps a follower per replica this host keeps, polling the catalog
+// every second, until ctx ends.
+func (r *replication) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		r.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			r.stopAll()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *replication) reconcile(ctx context.Context) {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	vols, err := cluster.Volumes(qctx, r.hc.client)
+	if err != nil {
+		r.log.Warn("catalog unreachable", "err", err)
+		return
+	}
+	hosts, err := r.hc.hosts(qctx)
+	if err != nil {
+		return
+	}
+	urls := map[string]string{}
+	for _, h := range hosts {
+		urls[h.ID] = h.URL
+	}
+	want := map[string]bool{}
+	for _, v := range vols {
+		if v.Primary == r.self || !slices.Contains(v.Replicas, r.self) || urls[v.Primary] == "" {
+			continue
+		}
+		want[v.ID] = true
+		r.ensure(ctx, v, urls[v.Primary])
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, stop := range r.followers {
+		if !want[id] {
+			stop()
+			delete(r.followers, id)
+		}
+	}
+}
+
+// ensure runs a follower of v from its primary at url, unless one runs.
+func (r *replication) ensure(ctx context.Context, v cluster.Volume, url string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.followers[v.ID]; ok {
+		return
+	}
+	id, err := segment.ParseID(v.ID)
+	if err != nil {
+		return
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	r.followers[v.ID] = cancel
+	go func() {
+		err := replicator.Follow(fctx, replicator.FollowConfig{Store: r.host.st, Volume: id, Logger: r.log,
+			Source: &replicator.Client{URL: url, Secret: r.secret}})
+		if fctx.Err() == nil {
+			r.log.Error("replica stopped following; retrying in 10 s", "volume", v.ID, "err", err)
+			select {
+			case <-fctx.Done():
+			case <-time.After(10 * time.Second):
+			}
+		}
+		r.mu.Lock()
+		delete(r.followers, v.ID) // the next reconcile starts it again
+		r.mu.Unlock()
+		cancel()
+	}()
+}
+
+func (r *replication) stopAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, stop := range r.followers {
+		stop()
+		delete(r.followers, id)
+	}
+}
