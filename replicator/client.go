@@ -114,6 +114,13 @@ func (c *Client) Info(ctx context.Context, id string) (VolumeInfo, error) {
 	return out, c.json(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(id), &out)
 }
 
+// LocalInfo returns the host's own copy of a volume, without asking the
+// other hosts that keep it.
+func (c *Client) LocalInfo(ctx context.Context, id string) (VolumeInfo, error) {
+	var out VolumeInfo
+	return out, c.json(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(id)+"?local=1", &out)
+}
+
 // Create makes a volume of size bytes on this host alone.
 func (c *Client) Create(ctx context.Context, size uint64) (VolumeInfo, error) {
 	return c.CreateReplicated(ctx, size, 1)

@@ -95,6 +95,15 @@ func TestReplication(t *testing.T) {
 	}
 	write(50)
 	sameHeads("live", c.Host(1), c.Host(2))
+	in, err := p.Client().Info(ctx, vi.ID)
+	if err != nil || in.Mode != "async" || in.Primary != "host0" || len(in.Replicas) != 3 {
+		t.Fatalf("info on the primary: %+v, %v", in, err)
+	}
+	for _, r := range in.Replicas {
+		if r.Err != "" || r.LagEntries != 0 || r.Version != in.Version {
+			t.Errorf("replica %+v after convergence, want %s with no lag", r, in.Version)
+		}
+	}
 	for _, h := range []*cluster.Host{c.Host(1), c.Host(2)} {
 		if in, _ := h.Client().Info(ctx, vi.ID); in.Role != "replica" {
 			t.Errorf("%s role %q, want replica", h.Name(), in.Role)
@@ -115,6 +124,9 @@ func TestReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(100)
+	if in, err := p.Client().Info(ctx, vi.ID); err != nil || len(in.Replicas) != 3 || in.Replicas[2].Err == "" {
+		t.Errorf("info with host2 down: %+v, %v; want host2 reported unreachable", in.Replicas, err)
+	}
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}

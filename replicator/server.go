@@ -47,6 +47,9 @@ type Config struct {
 	// count) and returns it with the ids of its hosts; without it a volume
 	// lives on this host alone.
 	Replicate func(ctx context.Context, size uint64, n int) (*segment.Volume, []string, error)
+	// Replication, if set, says how a volume is replicated (nil: it is not
+	// in the catalog); lsn is this host's, to compute the others' lag.
+	Replication func(ctx context.Context, base segment.ID, lsn uint64) *Replication
 	// MaxBlockBytes caps the body of one block write (default 64 MiB).
 	MaxBlockBytes int64
 	// MaxLogBytes caps the body of one PUT /v1/log (default 1 TiB).

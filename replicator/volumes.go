@@ -29,6 +29,27 @@ type VolumeInfo struct {
 	Device    string `json:"device,omitempty"` // its block device on this host
 	// Hosts are the hosts the cluster placed a new volume on (create only).
 	Hosts []string `json:"hosts,omitempty"`
+	// For a volume in the cluster's catalog: its replication mode, its
+	// primary's host id, and every host that keeps it, as each answers now.
+	Mode     string        `json:"mode,omitempty"`
+	Primary  string        `json:"primary,omitempty"`
+	Replicas []ReplicaInfo `json:"replicas,omitempty"`
+}
+
+// ReplicaInfo is one host's copy of a volume, as info shows it.
+type ReplicaInfo struct {
+	Host    string `json:"host"`
+	Version string `json:"version,omitempty"`
+	LSN     uint64 `json:"lsn"`
+	// LagEntries is how many entries it is behind the answering host.
+	LagEntries uint64 `json:"lag_entries"`
+	Err        string `json:"error,omitempty"` // why it did not answer
+}
+
+// Replication says how a volume is replicated, for info.
+type Replication struct {
+	Mode, Primary string
+	Replicas      []ReplicaInfo
 }
 
 func (s *server) info(v *segment.Volume) (VolumeInfo, error) {
@@ -128,6 +149,14 @@ func (s *server) volumeInfo(w http.ResponseWriter, r *http.Request) error {
 	vi, err := s.info(v)
 	if err != nil {
 		return err
+	}
+	// ?local=1 is what hosts ask each other: this host's copy alone
+	if local, err := boolParam(r, "local"); err != nil {
+		return err
+	} else if s.cfg.Replication != nil && !local {
+		if rp := s.cfg.Replication(r.Context(), v.Base(), vi.LSN); rp != nil {
+			vi.Mode, vi.Primary, vi.Replicas = rp.Mode, rp.Primary, rp.Replicas
+		}
 	}
 	return writeJSON(w, http.StatusOK, vi)
 }

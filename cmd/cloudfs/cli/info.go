@@ -21,7 +21,7 @@ func newInfoCommand(g *globalOptions) *cobra.Command {
 	o := &infoOptions{g: g}
 	c := &cobra.Command{
 		Use:   "info <id>",
-		Short: "Show a volume: version, lsn, size, role, parent, bytes used",
+		Short: "Show a volume: version, lsn, size, role, parent, bytes used, replicas and their lag",
 		Args:  cobra.ExactArgs(1),
 		RunE:  func(c *cobra.Command, args []string) error { return o.run(c, args[0]) },
 	}
@@ -57,6 +57,17 @@ func (o *infoOptions) run(c *cobra.Command, id string) error {
 	row("extents", vi.Extents)
 	if vi.Device != "" {
 		row("device", vi.Device)
+	}
+	if vi.Mode != "" {
+		row("mode", vi.Mode)
+		row("primary", vi.Primary)
+		for _, r := range vi.Replicas {
+			if r.Err != "" {
+				row("replica "+r.Host, "unreachable: "+r.Err)
+				continue
+			}
+			row("replica "+r.Host, fmt.Sprintf("%s lsn %d, %d entries behind", r.Version, r.LSN, r.LagEntries))
+		}
 	}
 	return tw.Flush()
 }

@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg Config) error {
 	replDone := make(chan struct{})
 	go func() { defer close(replDone); repl.run(replCtx) }()
 	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
-		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create})
+		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create, Replication: repl.replication})
 	if err != nil {
 		stopRepl()
 		<-replDone

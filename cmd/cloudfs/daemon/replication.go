@@ -200,3 +200,50 @@ func (r *replication) stopAll() {
 		delete(r.followers, id)
 	}
 }
+
+// replication answers info's question: the volume's catalog entry, and
+// every host that keeps it with the version it has now (asked with a short
+// timeout; an unreachable host is reported, not waited for).
+func (r *replication) replication(ctx context.Context, base segment.ID, lsn uint64) *replicator.Replication {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	vols, err := cluster.Volumes(ctx, r.hc.client)
+	if err != nil {
+		return nil
+	}
+	i := slices.IndexFunc(vols, func(v cluster.Volume) bool { return v.ID == base.String() })
+	if i < 0 {
+		return nil
+	}
+	v := vols[i]
+	hosts, _ := r.hc.hosts(ctx)
+	urls := map[string]string{}
+	for _, h := range hosts {
+		urls[h.ID] = h.URL
+	}
+	out := &replicator.Replication{Mode: v.Mode, Primary: v.Primary, Replicas: make([]replicator.ReplicaInfo, len(v.Replicas))}
+	var wg sync.WaitGroup
+	for j, id := range v.Replicas {
+		wg.Go(func() { out.Replicas[j] = r.replica(ctx, id, urls[id], base, lsn) })
+	}
+	wg.Wait()
+	return out
+}
+
+func (r *replication) replica(ctx context.Context, host, url string, base segment.ID, lsn uint64) replicator.ReplicaInfo {
+	ri := replicator.ReplicaInfo{Host: host}
+	if url == "" {
+		ri.Err = "not live in the cluster"
+		return ri
+	}
+	vi, err := (&replicator.Client{URL: url, Secret: r.secret}).LocalInfo(ctx, base.String())
+	if err != nil {
+		ri.Err = err.Error()
+		return ri
+	}
+	ri.Version, ri.LSN = vi.Version, vi.LSN
+	if lsn > vi.LSN {
+		ri.LagEntries = lsn - vi.LSN
+	}
+	return ri
+}
