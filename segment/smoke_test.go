@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"cloudfs/segment/device"
@@ -75,4 +76,51 @@ func TestSmoke(t *testing.T) {
 	}
 	st.Close()
 	st2.Close()
+}
+
+// TestWriteAsyncAtPosition: the position a write reports is the volume's
+// version right after it, for data and for zeroes, also when the write
+// becomes several entries.
+func TestWriteAsyncAtPosition(t *testing.T) {
+	dev := device.NewMem(256<<20, 4096)
+	if _, err := Format(dev, FormatOptions{SegmentSize: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Open(dev, Options{NoBackground: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	v, err := st.Create(64 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, submit func(done func(Position, error))) {
+		ch := make(chan Position, 1)
+		submit(func(p Position, err error) {
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+			ch <- p
+		})
+		p := <-ch
+		in, _ := v.Info()
+		if p.LSN != in.LSN || p.Version != in.Version {
+			t.Errorf("%s: position = %d %v, want %d %v", name, p.LSN, p.Version, in.LSN, in.Version)
+		}
+	}
+	big := bytes.Repeat([]byte("x"), (MaxEntrySectors+3)*SectorSize)
+	check("write", func(d func(Position, error)) { v.WriteAsyncAt(big[:4096], 0, false, d) })
+	check("multi-entry write", func(d func(Position, error)) { v.WriteAsyncAt(big, 1<<20, false, d) })
+	check("zero", func(d func(Position, error)) { v.ZeroAsyncAt(0, 4096, true, d) })
+	ch := make(chan error, 1)
+	v.WriteAsyncAt(big[:100], 0, false, func(p Position, err error) {
+		if p != (Position{}) {
+			t.Errorf("failed write reports position %v", p)
+		}
+		ch <- err
+	})
+	if err := <-ch; !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("unaligned write: %v, want ErrOutOfRange", err)
+	}
 }

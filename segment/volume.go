@@ -131,12 +131,32 @@ func (v *Volume) Info() (Info, error) {
 // alone, all in one group commit. Errors: ErrOutOfRange, ErrNotFound,
 // ErrReadOnly, ErrNoSpace, ErrDeviceFailed, ErrClosed.
 func (v *Volume) WriteAsync(p []byte, off int64, fua bool, done func(error)) {
+	v.WriteAsyncAt(p, off, fua, func(_ Position, err error) { done(err) })
+}
+
+// WriteAsyncAt is WriteAsync whose done also gets the write's place in the
+// volume's history: the lsn and version id of its last entry. The replicator
+// waits for the replicas to have that lsn before it acknowledges the write.
+func (v *Volume) WriteAsyncAt(p []byte, off int64, fua bool, done func(Position, error)) {
 	if err := checkRange(off, int64(len(p))); err != nil {
-		done(err)
+		done(Position{}, err)
 		return
 	}
-	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: dataRecords(p, uint64(off/SectorSize)),
-		done: v.observeWrite(int64(len(p)), done)})
+	v.submitWrite(dataRecords(p, uint64(off/SectorSize)), fua, int64(len(p)), done)
+}
+
+// submitWrite queues the records of one write; done gets its last entry's
+// position.
+func (v *Volume) submitWrite(recs []*rec, fua bool, n int64, done func(Position, error)) {
+	last := recs[len(recs)-1]
+	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: recs,
+		done: v.observeWrite(n, func(err error) {
+			if err != nil {
+				done(Position{}, err)
+				return
+			}
+			done(Position{LSN: last.h.LSN, Version: last.h.ID}, nil)
+		})})
 }
 
 // observeWrite wraps done to count an acknowledged write of n bytes.
@@ -166,12 +186,17 @@ func (v *Volume) met() *volMetrics {
 // bytes at off. The range then reads as zeros, also in a branch whose parent
 // holds data there.
 func (v *Volume) ZeroAsync(off, n int64, fua bool, done func(error)) {
+	v.ZeroAsyncAt(off, n, fua, func(_ Position, err error) { done(err) })
+}
+
+// ZeroAsyncAt is ZeroAsync whose done also gets the position of its last
+// entry, as WriteAsyncAt.
+func (v *Volume) ZeroAsyncAt(off, n int64, fua bool, done func(Position, error)) {
 	if err := checkRange(off, n); err != nil {
-		done(err)
+		done(Position{}, err)
 		return
 	}
-	v.s.submit(&op{kind: opWrite, base: v.base, sync: fua, recs: zeroRecords(uint64(off/SectorSize), uint64(n/SectorSize)),
-		done: v.observeWrite(n, done)})
+	v.submitWrite(zeroRecords(uint64(off/SectorSize), uint64(n/SectorSize)), fua, n, done)
 }
 
 // FlushAsync makes every write acknowledged before it durable, then calls done.
