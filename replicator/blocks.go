@@ -17,7 +17,7 @@ import (
 // ranges, 416 beyond the end); without a Range header it returns the whole
 // volume. The ETag is the version the read started at.
 func (s *server) readBlocks(w http.ResponseWriter, r *http.Request) error {
-	v, err := s.volume(r)
+	v, err := s.blockVolume(w, r)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (vr *volumeReader) Read(p []byte) (int, error) {
 // before anything is written, so a short or oversized body changes nothing.
 // ?fua=1 makes the write durable before the answer.
 func (s *server) writeBlocks(w http.ResponseWriter, r *http.Request) error {
-	v, err := s.volume(r)
+	v, err := s.blockVolume(w, r)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,8 @@ func (s *server) writeBlocks(w http.ResponseWriter, r *http.Request) error {
 	if m, _ := body.Read(make([]byte, 1)); m > 0 {
 		return errf(http.StatusBadRequest, "body longer than the %d bytes of Content-Range", n)
 	}
-	if err := wait(func(done func(error)) { v.WriteAsync(buf, off, r.URL.Query().Get("fua") == "1", done) }); err != nil {
+	rv := s.cfg.Acks.Volume(v)
+	if err := wait(func(done func(error)) { rv.WriteAsync(buf, off, r.URL.Query().Get("fua") == "1", done) }); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -126,7 +127,7 @@ func (s *server) writeBlocks(w http.ResponseWriter, r *http.Request) error {
 // discard answers POST /v1/volumes/{id}/discard: the single range of its
 // Range header ("bytes=first-last", sector aligned) reads as zeros after.
 func (s *server) discard(w http.ResponseWriter, r *http.Request) error {
-	v, err := s.volume(r)
+	v, err := s.blockVolume(w, r)
 	if err != nil {
 		return err
 	}
@@ -134,7 +135,7 @@ func (s *server) discard(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := wait(func(done func(error)) { v.ZeroAsync(off, n, false, done) }); err != nil {
+	if err := s.cfg.Acks.Volume(v).WriteZeroes(off, n); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -144,15 +145,45 @@ func (s *server) discard(w http.ResponseWriter, r *http.Request) error {
 // flush answers POST /v1/volumes/{id}/flush: every write acknowledged before
 // it is durable when it answers.
 func (s *server) flush(w http.ResponseWriter, r *http.Request) error {
-	v, err := s.volume(r)
+	v, err := s.blockVolume(w, r)
 	if err != nil {
 		return err
 	}
-	if err := v.Flush(); err != nil {
+	if err := s.cfg.Acks.Volume(v).Flush(); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// errRedirected: the request was answered with a redirect to the primary.
+var errRedirected = errors.New("redirected")
+
+// blockVolume returns the volume of a block request, or, if another host is
+// its primary, answers with a redirect there (307: same method and body)
+// and errRedirected. A request that was redirected already and still finds
+// itself on the wrong host gets 421: two hosts that disagree about the
+// primary (the catalog moving) cannot send a client round in circles.
+func (s *server) blockVolume(w http.ResponseWriter, r *http.Request) (*segment.Volume, error) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Route != nil {
+		if primary := s.cfg.Route(id); primary != "" {
+			q := r.URL.Query()
+			if q.Get("redirected") != "" {
+				return nil, errf(http.StatusMisdirectedRequest,
+					"volume %v: redirected here, but this host is not its primary either (the catalog says %s); retry",
+					id, primary)
+			}
+			q.Set("redirected", "1")
+			w.Header().Set("Location", strings.TrimSuffix(primary, "/")+r.URL.Path+"?"+q.Encode())
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return nil, errRedirected
+		}
+	}
+	return s.cfg.Store.Volume(id)
 }
 
 func wait(f func(done func(error))) error {

@@ -40,24 +40,45 @@ func IsStatus(err error, code int) bool {
 	return errors.As(err, &ae) && ae.Code == code
 }
 
+// do sends a request and returns a successful answer. It follows one
+// redirect (a host that is not a volume's primary sends its block requests
+// to the primary) itself, keeping the secret, when the body can be sent
+// again; a second redirect is an error, so a loop is impossible.
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, hdr http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.URL, "/")+path, body)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	if c.Secret != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Secret)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
+	target := strings.TrimSuffix(c.URL, "/") + path
+	var resp *http.Response
+	for hop := 0; ; hop++ {
+		req, err := http.NewRequestWithContext(ctx, method, target, body)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		if c.Secret != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Secret)
+		}
+		resp, err = c.noRedirects().Do(req)
+		if err != nil {
+			return nil, err
+		}
+		loc, err := resp.Location()
+		seeker, replayable := body.(io.Seeker)
+		if body == nil {
+			replayable = true
+		}
+		if hop > 0 || err != nil || !replayable ||
+			(resp.StatusCode != http.StatusTemporaryRedirect && resp.StatusCode != http.StatusPermanentRedirect) {
+			break
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if seeker != nil {
+			if _, err := seeker.Seek(0, io.SeekStart); err != nil {
+				return nil, err
+			}
+		}
+		target = loc.String()
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -65,6 +86,18 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, hd
 		return nil, &APIError{Code: resp.StatusCode, Message: strings.TrimSpace(strings.TrimPrefix(string(msg), "cloudfs: "))}
 	}
 	return resp, nil
+}
+
+// noRedirects is the client's http.Client, made to hand redirects back to
+// do (net/http would drop the secret on a redirect to another host).
+func (c *Client) noRedirects() *http.Client {
+	hc := http.DefaultClient
+	if c.HTTP != nil {
+		hc = c.HTTP
+	}
+	cp := *hc
+	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &cp
 }
 
 func (c *Client) json(ctx context.Context, method, path string, out any) error {
@@ -123,14 +156,17 @@ func (c *Client) LocalInfo(ctx context.Context, id string) (VolumeInfo, error) {
 
 // Create makes a volume of size bytes on this host alone.
 func (c *Client) Create(ctx context.Context, size uint64) (VolumeInfo, error) {
-	return c.CreateReplicated(ctx, size, 1)
+	return c.CreateReplicated(ctx, size, 1, "")
 }
 
 // CreateReplicated makes a volume of size bytes on n hosts of the cluster
-// (0: the default count).
-func (c *Client) CreateReplicated(ctx context.Context, size uint64, n int) (VolumeInfo, error) {
+// (0: the default count) replicated in mode ("": the default for n).
+func (c *Client) CreateReplicated(ctx context.Context, size uint64, n int, mode string) (VolumeInfo, error) {
 	var out VolumeInfo
 	path := "/v1/volumes?size=" + strconv.FormatUint(size, 10) + "&replicas=" + strconv.Itoa(n)
+	if mode != "" {
+		path += "&mode=" + url.QueryEscape(mode)
+	}
 	return out, c.json(ctx, http.MethodPost, path, &out)
 }
 
@@ -158,6 +194,25 @@ type StreamOptions struct {
 
 // Stream opens a stream of a volume's entries; the caller reads and closes it.
 func (c *Client) Stream(ctx context.Context, id string, o StreamOptions) (io.ReadCloser, error) {
+	rs, err := c.OpenStream(ctx, id, o)
+	if err != nil {
+		return nil, err
+	}
+	return rs.Body, nil
+}
+
+// OpenedStream is a stream with what its sender said of it.
+type OpenedStream struct {
+	Body    io.ReadCloser
+	HeadLSN uint64 // the volume's lsn on the sender when the stream began
+	// LagBytes is the data the sender wrote after the stream's start, as
+	// far as it remembers (-1: it does not know).
+	LagBytes int64
+}
+
+// OpenStream opens a stream of a volume's entries; the caller reads and
+// closes its Body.
+func (c *Client) OpenStream(ctx context.Context, id string, o StreamOptions) (OpenedStream, error) {
 	q := url.Values{}
 	if o.From != "" {
 		q.Set("from", o.From)
@@ -174,9 +229,14 @@ func (c *Client) Stream(ctx context.Context, id string, o StreamOptions) (io.Rea
 	}
 	resp, err := c.do(ctx, http.MethodGet, path, nil, nil)
 	if err != nil {
-		return nil, err
+		return OpenedStream{}, err
 	}
-	return resp.Body, nil
+	rs := OpenedStream{Body: resp.Body, LagBytes: -1}
+	rs.HeadLSN, _ = strconv.ParseUint(resp.Header.Get("Cloudfs-Head-Lsn"), 10, 64)
+	if lb, err := strconv.ParseInt(resp.Header.Get("Cloudfs-Lag-Bytes"), 10, 64); err == nil {
+		rs.LagBytes = lb
+	}
+	return rs, nil
 }
 
 // Apply sends a stream to the host, which verifies and appends it.
@@ -216,4 +276,28 @@ func (c *Client) ReadAt(ctx context.Context, id string, p []byte, off int64) err
 // Flush makes every acknowledged write of a volume durable.
 func (c *Client) Flush(ctx context.Context, id string) error {
 	return c.json(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/flush", nil)
+}
+
+// Discard makes n bytes at off of a volume read as zeros.
+func (c *Client) Discard(ctx context.Context, id string, off, n int64) error {
+	hdr := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", off, off+n-1)}}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/discard", nil, hdr)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// Ack tells the volume's primary how far this replica has it durably.
+func (c *Client) Ack(ctx context.Context, id string, a Ack) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/ack", bytes.NewReader(b),
+		http.Header{"Content-Type": {"application/json"}})
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
 }

@@ -20,6 +20,17 @@ var (
 	// ErrPlacement: a volume cannot get the replicas asked for (too few live
 	// hosts). Answered with 409.
 	ErrPlacement = errors.New("placement")
+	// ErrNoQuorum: too few replicas acknowledged a write within the ack
+	// timeout (quorum mode); the write may or may not survive. Answered
+	// with 503.
+	ErrNoQuorum = errors.New("no quorum of replicas acknowledged")
+	// ErrNotPrimary: this host is not the volume's primary (an
+	// acknowledgement sent to the wrong host, or a write waiting when the
+	// host stopped being primary). Answered with 409.
+	ErrNotPrimary = errors.New("not the volume's primary")
+	// ErrNotReplica: a host that does not keep the volume sent an
+	// acknowledgement for it. Answered with 403.
+	ErrNotReplica = errors.New("not a replica of the volume")
 )
 
 var errUnauthorized = &httpError{code: http.StatusUnauthorized, err: ErrUnauthorized}
@@ -53,8 +64,12 @@ func statusOf(err error) int {
 		return http.StatusRequestedRangeNotSatisfiable
 	case errors.Is(err, segment.ErrReadOnly), errors.Is(err, segment.ErrLink),
 		errors.Is(err, segment.ErrVersionUnavailable), errors.Is(err, segment.ErrExists), errors.Is(err, ErrBusy),
-		errors.Is(err, ErrPlacement):
+		errors.Is(err, ErrPlacement), errors.Is(err, ErrNotPrimary):
 		return http.StatusConflict
+	case errors.Is(err, ErrNotReplica):
+		return http.StatusForbidden
+	case errors.Is(err, ErrNoQuorum):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, segment.ErrCorrupt), errors.Is(err, segment.ErrUnsupportedFormat):
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, segment.ErrNoSpace):

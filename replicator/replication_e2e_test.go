@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"cloudfs/replicator"
 	"cloudfs/testenv"
 	"cloudfs/testenv/cluster"
 )
@@ -20,16 +21,19 @@ import (
 // host 0's address, and the other hosts use it as an external etcd.
 func etcdOnHost0(h *cluster.Host) []string {
 	ip0 := h.Cluster().Host(0).Addr().Addr().String()
+	ack := []string{"--ack-timeout", "2s"}
 	if h.Index() == 0 {
-		return []string{"--etcd-client-url", "http://" + ip0 + ":2379", "--etcd-peer-url", "http://" + ip0 + ":2380"}
+		return append(ack, "--etcd-client-url", "http://"+ip0+":2379", "--etcd-peer-url", "http://"+ip0+":2380")
 	}
-	return []string{"--etcd", "http://" + ip0 + ":2379"}
+	return append(ack, "--etcd", "http://"+ip0+":2379")
 }
 
 // TestReplication: a 3-host cluster in network namespaces; newdisk 3 on
-// host 0 places the volume on all three; writes through the primary reach
-// every replica (same head); a replica killed while writes go on catches up
-// after its restart, by delta.
+// host 0 places the volume on all three (quorum mode); writes through the
+// primary reach every replica (same head), so do writes through a replica
+// (redirected to the primary); a replica killed while writes go on catches
+// up after its restart, by delta; with one replica cut off writes go on,
+// with both they fail clearly, and no acknowledged write is ever lost.
 func TestReplication(t *testing.T) {
 	testenv.RequireRoot(t)
 	c := cluster.New(t, cluster.Config{Hosts: 3, Binary: testenv.CloudfsBinary(t), Args: etcdOnHost0})
@@ -48,7 +52,7 @@ func TestReplication(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	vi, err := p.Client().CreateReplicated(ctx, 64<<20, 3)
+	vi, err := p.Client().CreateReplicated(ctx, 64<<20, 3, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,15 +60,45 @@ func TestReplication(t *testing.T) {
 		t.Fatalf("newdisk 3 placed the volume on %v, want host0 first of 3", vi.Hosts)
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
-	write := func(n int) {
+	acked := map[int64][]byte{} // offset -> the last acknowledged write there
+	unknown := map[int64]bool{} // offsets of writes that failed: either content may be there
+	writeVia := func(h *cluster.Host, n int) (failed int) {
 		t.Helper()
 		for range n {
 			b := make([]byte, 4096)
 			for i := range b {
 				b[i] = byte(rng.Uint32())
 			}
-			if err := p.Client().WriteAt(ctx, vi.ID, b, int64(rng.IntN(16<<8))*4096); err != nil {
-				t.Fatal(err)
+			off := int64(rng.IntN(16<<8)) * 4096
+			if err := h.Client().WriteAt(ctx, vi.ID, b, off); err != nil {
+				if !replicator.IsStatus(err, 503) {
+					t.Fatalf("write through %s: %v", h.Name(), err)
+				}
+				unknown[off] = true
+				failed++
+				continue
+			}
+			acked[off] = b
+			delete(unknown, off)
+		}
+		return failed
+	}
+	write := func(n int) {
+		t.Helper()
+		if f := writeVia(p, n); f > 0 {
+			t.Fatalf("%d of %d writes failed with every replica up", f, n)
+		}
+	}
+	// every acknowledged write reads back from h
+	verify := func(what string, h *cluster.Host) {
+		t.Helper()
+		got := make([]byte, 4096)
+		for off, b := range acked {
+			if unknown[off] {
+				continue
+			}
+			if err := h.Client().ReadAt(ctx, vi.ID, got, off); err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("%s: the acknowledged write at %d does not read back through %s (%v)", what, off, h.Name(), err)
 			}
 		}
 	}
@@ -96,14 +130,20 @@ func TestReplication(t *testing.T) {
 	write(50)
 	sameHeads("live", c.Host(1), c.Host(2))
 	in, err := p.Client().Info(ctx, vi.ID)
-	if err != nil || in.Mode != "async" || in.Primary != "host0" || len(in.Replicas) != 3 {
+	if err != nil || in.Mode != "quorum" || in.Primary != "host0" || len(in.Replicas) != 3 {
 		t.Fatalf("info on the primary: %+v, %v", in, err)
 	}
 	for _, r := range in.Replicas {
-		if r.Err != "" || r.LagEntries != 0 || r.Version != in.Version {
-			t.Errorf("replica %+v after convergence, want %s with no lag", r, in.Version)
+		if r.Err != "" || r.LagEntries != 0 || r.Version != in.Version || r.LagBytes != 0 || !r.InSync {
+			t.Errorf("replica %+v after convergence, want %s with no lag, in sync", r, in.Version)
 		}
 	}
+	// writes through a replica go to the primary and reach every host
+	if f := writeVia(c.Host(1), 20); f > 0 {
+		t.Fatalf("%d writes through host1 failed", f)
+	}
+	sameHeads("writes through host1", c.Host(1), c.Host(2))
+	verify("writes through host1", c.Host(2))
 	for _, h := range []*cluster.Host{c.Host(1), c.Host(2)} {
 		if in, _ := h.Client().Info(ctx, vi.ID); in.Role != "replica" {
 			t.Errorf("%s role %q, want replica", h.Name(), in.Role)
@@ -131,9 +171,43 @@ func TestReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameHeads("after the restart of host2", c.Host(1), r)
-	// it caught up by delta: its follower started from the lsn it had
-	if m := regexp.MustCompile(`msg=following .*from_lsn=([0-9]+)`).FindAllStringSubmatch(r.Logs(), -1); len(m) < 2 ||
-		m[len(m)-1][1] == "0" {
-		t.Errorf("host2's follower after the restart did not start from its own version: %v", m)
+	// it caught up by delta: its stream began at the lsn it had, and the
+	// primary counted exactly the data of the 100 writes it missed
+	m := regexp.MustCompile(`msg="stream open".*from_lsn=([0-9]+) head_lsn=([0-9]+) lag_bytes=(-?[0-9]+)`).
+		FindAllStringSubmatch(r.Logs(), -1)
+	if len(m) < 2 || m[len(m)-1][1] == "0" || m[len(m)-1][3] != "409600" {
+		t.Errorf("host2's catch-up after the restart: %v; want a stream from its own lsn with lag_bytes=409600", m)
+	}
+	verify("after the catch-up", r)
+
+	// quorum: with one replica cut off, writes go on
+	if err := c.Host(2).Cut(); err != nil {
+		t.Fatal(err)
+	}
+	write(30)
+	// with both cut off, every write fails (503, no quorum), none hangs
+	if err := c.Host(1).Cut(); err != nil {
+		t.Fatal(err)
+	}
+	if f := writeVia(p, 5); f != 5 {
+		t.Errorf("%d of 5 writes failed with both replicas cut off, want all", f)
+	}
+	if err := c.Host(1).Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Host(2).Heal(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for writeVia(p, 1) > 0 { // the replicas reconnect
+		if time.Now().After(deadline) {
+			t.Fatal("writes still fail a minute after the replicas' network healed")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	write(20)
+	sameHeads("after the heal", c.Host(1), c.Host(2))
+	for _, h := range c.Hosts() {
+		verify("after the heal", h)
 	}
 }

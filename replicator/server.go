@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -44,12 +45,21 @@ type Config struct {
 	// Hosts, if set, lists the live hosts of the cluster (GET /v1/hosts).
 	Hosts func(ctx context.Context) ([]cluster.Host, error)
 	// Replicate, if set, creates a volume on n hosts (0: the default
-	// count) and returns it with the ids of its hosts; without it a volume
-	// lives on this host alone.
-	Replicate func(ctx context.Context, size uint64, n int) (*segment.Volume, []string, error)
+	// count) replicated in mode ("": the default for n), and returns it
+	// with the ids of its hosts; without it a volume lives on this host
+	// alone.
+	Replicate func(ctx context.Context, size uint64, n int, mode string) (*segment.Volume, []string, error)
+	// Route, if set, returns the API URL of a volume's primary when it is
+	// another host ("" when this host serves the volume's blocks): block
+	// requests are redirected there.
+	Route func(base segment.ID) string
 	// Replication, if set, says how a volume is replicated (nil: it is not
 	// in the catalog); lsn is this host's, to compute the others' lag.
 	Replication func(ctx context.Context, base segment.ID, lsn uint64) *Replication
+	// Acks, if set, makes block writes on a volume this host is the primary
+	// of wait for its replicas (by the volume's mode), and takes the
+	// replicas' acknowledgements (POST /v1/volumes/{id}/ack).
+	Acks *Acks
 	// MaxBlockBytes caps the body of one block write (default 64 MiB).
 	MaxBlockBytes int64
 	// MaxLogBytes caps the body of one PUT /v1/log (default 1 TiB).
@@ -128,6 +138,7 @@ func (s *server) routes() []route {
 		{"POST /v1/volumes/{id}/discard", "discard", false, s.discard},
 		{"POST /v1/volumes/{id}/flush", "flush", false, s.flush},
 		{"GET /v1/volumes/{id}/stream", "stream", false, s.stream},
+		{"POST /v1/volumes/{id}/ack", "ack", false, s.ack},
 		{"PUT /v1/log", "apply", false, s.apply},
 	}
 }
@@ -145,7 +156,7 @@ func (s *server) instrument(rt route) http.Handler {
 		} else {
 			err = rt.h(sw, r)
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errRedirected) {
 			s.writeError(sw, r, err)
 		}
 		code := sw.code

@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,14 @@ func (s *server) stream(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Content-Type", StreamContentType)
+	if v, err := s.cfg.Store.Volume(id); err == nil {
+		if in, err := v.Info(); err == nil {
+			w.Header().Set("Cloudfs-Head-Lsn", strconv.FormatUint(in.LSN, 10))
+		}
+	}
+	if lag, ok := s.cfg.Acks.lagBytes(id, from.LSN); ok {
+		w.Header().Set("Cloudfs-Lag-Bytes", strconv.FormatInt(lag, 10))
+	}
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w), d: s.cfg.IdleTimeout}
 	var st segment.StreamStats
 	if follow {
@@ -148,4 +157,39 @@ func (s *server) apply(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return writeJSON(w, http.StatusOK, res)
+}
+
+// Ack is a replica's acknowledgement: the volume is durably in its log up
+// to LSN, whose version id is Version.
+type Ack struct {
+	Host    string `json:"host"`
+	LSN     uint64 `json:"lsn"`
+	Version string `json:"version"`
+}
+
+// ack answers POST /v1/volumes/{id}/ack: a replica reports how far it has
+// durably logged the volume (after every applied batch, and every second
+// as a heartbeat). 409 if this host is not the volume's primary, 403 if the
+// sender does not keep it.
+func (s *server) ack(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	var a Ack
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&a); err != nil {
+		return errf(http.StatusBadRequest, "ack: want JSON {\"host\", \"lsn\", \"version\"}: %v", err)
+	}
+	ver, err := segment.ParseID(a.Version)
+	if err != nil || a.Host == "" {
+		return errf(http.StatusBadRequest, "ack: host %q version %q: want a host id and 40 hex digits", a.Host, a.Version)
+	}
+	if s.cfg.Acks == nil {
+		return fmt.Errorf("volume %v: this host runs without replication: %w", id, ErrNotPrimary)
+	}
+	if err := s.cfg.Acks.Ack(id, a.Host, segment.Position{LSN: a.LSN, Version: ver}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"cloudfs/segment"
 )
@@ -43,7 +44,14 @@ type ReplicaInfo struct {
 	LSN     uint64 `json:"lsn"`
 	// LagEntries is how many entries it is behind the answering host.
 	LagEntries uint64 `json:"lag_entries"`
-	Err        string `json:"error,omitempty"` // why it did not answer
+	// LagBytes, InSync and LastAck are the primary's view (the answering
+	// host is the primary): the data written since the replica's
+	// acknowledged position (-1: not known), whether the replica counts for
+	// the mode now, and when it last acknowledged.
+	LagBytes int64      `json:"lag_bytes"`
+	InSync   bool       `json:"in_sync"`
+	LastAck  *time.Time `json:"last_ack,omitempty"`
+	Err      string     `json:"error,omitempty"` // why it did not answer
 }
 
 // Replication says how a volume is replicated, for info.
@@ -112,6 +120,10 @@ func (s *server) createVolume(w http.ResponseWriter, r *http.Request) error {
 			return errf(http.StatusBadRequest, "replicas=%q: want a number of hosts (0: the default)", q)
 		}
 	}
+	mode := r.URL.Query().Get("mode")
+	if mode != "" && !ValidMode(mode) {
+		return errf(http.StatusBadRequest, "mode=%q: want sync, quorum or async", mode)
+	}
 	if s.cfg.Replicate == nil {
 		if n > 1 {
 			return fmt.Errorf("%w: this host runs without a cluster; %d replicas need one", ErrPlacement, n)
@@ -122,7 +134,7 @@ func (s *server) createVolume(w http.ResponseWriter, r *http.Request) error {
 		}
 		return s.created(w, v, nil)
 	}
-	v, hosts, err := s.cfg.Replicate(r.Context(), size, n)
+	v, hosts, err := s.cfg.Replicate(r.Context(), size, n, mode)
 	if err != nil {
 		return err
 	}

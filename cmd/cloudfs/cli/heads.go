@@ -4,17 +4,22 @@ import (
 	"fmt"
 	"strings"
 
+	"cloudfs/replicator"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
 type headsOptions struct {
-	g    *globalOptions
-	json bool
+	g        *globalOptions
+	json     bool
+	replicas bool
 }
 
 func (o *headsOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.json, "json", false, "print a JSON list of {id, version}")
+	fs.BoolVarP(&o.replicas, "replicas", "r", false,
+		"under each replicated volume, its mode and every replica's version, lag (entries, bytes) and state")
 }
 
 func newHeadsCommand(g *globalOptions) *cobra.Command {
@@ -24,7 +29,8 @@ func newHeadsCommand(g *globalOptions) *cobra.Command {
 		Short: "Print every volume as <base id>:<current version id>",
 		Long: `Print one line per volume of the daemon, <base id>:<current version id>,
 as GET /heads does. Two hosts hold the same history of a volume exactly when
-their lines for it are equal.`,
+their lines for it are equal. With --replicas, each volume in the cluster's
+catalog is followed by its mode and primary and one line per replica.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return o.run(c) },
 	}
@@ -33,8 +39,11 @@ their lines for it are equal.`,
 }
 
 type headJSON struct {
-	ID      string `json:"id"`
-	Version string `json:"version"`
+	ID       string                   `json:"id"`
+	Version  string                   `json:"version"`
+	Mode     string                   `json:"mode,omitempty"`
+	Primary  string                   `json:"primary,omitempty"`
+	Replicas []replicator.ReplicaInfo `json:"replicas,omitempty"`
 }
 
 func (o *headsOptions) run(c *cobra.Command) error {
@@ -46,16 +55,29 @@ func (o *headsOptions) run(c *cobra.Command) error {
 	if err != nil {
 		return o.g.apiError(err)
 	}
-	if !o.json {
-		for _, h := range heads {
-			fmt.Fprintln(c.OutOrStdout(), h)
-		}
-		return nil
-	}
 	out := []headJSON{}
 	for _, h := range heads {
 		id, version, _ := strings.Cut(h, ":")
-		out = append(out, headJSON{id, version})
+		hj := headJSON{ID: id, Version: version}
+		if o.replicas {
+			if vi, err := cl.Info(c.Context(), id); err == nil {
+				hj.Mode, hj.Primary, hj.Replicas = vi.Mode, vi.Primary, vi.Replicas
+			}
+		}
+		out = append(out, hj)
 	}
-	return printJSON(c.OutOrStdout(), out)
+	if o.json {
+		return printJSON(c.OutOrStdout(), out)
+	}
+	w := c.OutOrStdout()
+	for _, h := range out {
+		fmt.Fprintf(w, "%s:%s\n", h.ID, h.Version)
+		if h.Mode != "" {
+			fmt.Fprintf(w, "  mode %s, primary %s\n", h.Mode, h.Primary)
+		}
+		for _, r := range h.Replicas {
+			fmt.Fprintf(w, "  replica %s: %s\n", r.Host, replicaLine(r))
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cloudfs/replicator"
 	"fmt"
 	"text/tabwriter"
 
@@ -62,11 +63,7 @@ func (o *infoOptions) run(c *cobra.Command, id string) error {
 		row("mode", vi.Mode)
 		row("primary", vi.Primary)
 		for _, r := range vi.Replicas {
-			if r.Err != "" {
-				row("replica "+r.Host, "unreachable: "+r.Err)
-				continue
-			}
-			row("replica "+r.Host, fmt.Sprintf("%s lsn %d, %d entries behind", r.Version, r.LSN, r.LagEntries))
+			row("replica "+r.Host, replicaLine(r))
 		}
 	}
 	return tw.Flush()
@@ -83,4 +80,21 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%d %s", int64(f), units[i])
 	}
 	return fmt.Sprintf("%.1f %s", f, units[i])
+}
+
+// replicaLine is one replica as info and heads --replicas show it: its
+// version and lsn, how far behind the answering host it is, and, in the
+// primary's view, whether it counts for the mode now.
+func replicaLine(r replicator.ReplicaInfo) string {
+	if r.Err != "" {
+		return "unreachable: " + r.Err
+	}
+	line := fmt.Sprintf("%s lsn %d, %d entries behind", r.Version, r.LSN, r.LagEntries)
+	if r.LagBytes > 0 {
+		line += " (" + humanBytes(r.LagBytes) + ")"
+	}
+	if r.InSync {
+		line += ", in sync"
+	}
+	return line
 }

@@ -11,11 +11,13 @@ import (
 type newdiskOptions struct {
 	g    *globalOptions
 	size string
+	mode string
 	json bool
 }
 
 func (o *newdiskOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.size, "size", "10G", "the volume's size (K, M, G, T suffixes; a multiple of 512 bytes)")
+	fs.StringVar(&o.mode, "mode", "", "replication mode: sync, quorum or async (default quorum from 3 replicas, sync for 2)")
 	fs.BoolVar(&o.json, "json", false, "print the new volume as JSON")
 }
 
@@ -27,8 +29,10 @@ func newNewdiskCommand(g *globalOptions) *cobra.Command {
 		Long: `Create a volume and print its 40-hex id on stdout, and the hosts that keep it
 on stderr ("host <id>"). replicas is how many live hosts keep it (default 3,
 or all of them when the cluster has fewer); the daemon's host is the primary,
-the others follow it (async replication: catch-up by delta, then live). The
-creation is all or none.`,
+the others follow it (catch-up by delta, then live) and acknowledge what they
+have logged. --mode says what a write waits for: sync, every replica in sync;
+quorum (the default from 3 replicas), a majority of the hosts; async, the
+primary's log alone. The creation is all or none.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return o.run(c, args) },
 	}
@@ -52,7 +56,12 @@ func (o *newdiskOptions) run(c *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	vi, err := cl.CreateReplicated(c.Context(), uint64(size), n)
+	switch o.mode {
+	case "", "sync", "quorum", "async":
+	default:
+		return &exitError{ExitUsage, fmt.Errorf("--mode %q: want sync, quorum or async", o.mode)}
+	}
+	vi, err := cl.CreateReplicated(c.Context(), uint64(size), n, o.mode)
 	if err != nil {
 		return o.g.apiError(err)
 	}

@@ -32,6 +32,8 @@ type serveOptions struct {
 	etcdPeerURL     string
 	advertiseURL    string
 	leaseTTL        time.Duration
+	ackTimeout      time.Duration
+	resyncRate      string
 }
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
@@ -50,6 +52,9 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.etcdPeerURL, "etcd-peer-url", "http://127.0.0.1:2380", "where the embedded etcd serves peers")
 	fs.StringVar(&o.advertiseURL, "advertise-url", "", "the API URL other hosts use (default: http://<listen address>, 127.0.0.1 for a wildcard)")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "how long the cluster keeps listing a host that stopped renewing its lease")
+	fs.DurationVar(&o.ackTimeout, "ack-timeout", 5*time.Second,
+		"how long a write waits for its replicas: then a quorum write fails, a silent sync replica leaves the in-sync set")
+	fs.StringVar(&o.resyncRate, "resync-rate", "0", "cap a replica's catch-up at this many bytes a second (K, M, G suffixes; 0: no cap)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "wait at most this long for requests in flight at shutdown")
 }
 
@@ -78,7 +83,12 @@ func (o *serveOptions) run(c *cobra.Command) error {
 	cfg := daemon.Config{DataDir: o.g.dataDir, StorePath: o.store, Listen: o.listen, Logger: log,
 		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices,
 		HostID: o.hostID, Etcd: o.etcd, EtcdClientURL: o.etcdClientURL, EtcdPeerURL: o.etcdPeerURL,
-		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL}
+		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL, AckTimeout: o.ackTimeout}
+	if o.resyncRate != "0" {
+		if cfg.ResyncRate, err = parseSize(o.resyncRate); err != nil {
+			return &exitError{ExitUsage, fmt.Errorf("--resync-rate: %w", err)}
+		}
+	}
 	if o.storeSize != "" {
 		if cfg.StoreSize, err = parseSize(o.storeSize); err != nil {
 			return &exitError{ExitUsage, err}

@@ -52,6 +52,12 @@ type Config struct {
 	AdvertiseURL string
 	// LeaseTTL is how long the cluster keeps a silent host listed (10 s).
 	LeaseTTL time.Duration
+	// AckTimeout bounds a write's wait for its replicas (default 5 s): a
+	// quorum write fails after it, a silent sync replica leaves the in-sync
+	// set after it.
+	AckTimeout time.Duration
+	// ResyncRate caps a replica's catch-up in bytes a second (0: no cap).
+	ResyncRate int64
 	// ShutdownTimeout bounds the wait for HTTP requests in flight at
 	// shutdown (default 10 s); followed streams are cut at once.
 	ShutdownTimeout time.Duration
@@ -129,15 +135,20 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer cl.close()
-	host := &Host{st: st, devs: startDevices(st, cfg, reg)}
-	repl := &replication{hc: cl, host: host, self: cfg.HostID, secret: secret,
-		log: log.With("component", "replication"), followers: map[string]context.CancelFunc{}}
+	acks := replicator.NewAcks(replicator.AcksConfig{Timeout: cfg.AckTimeout, Head: headOf(st), Logger: log, Metrics: reg})
+	defer acks.Close()
+	rt := newRoutes(secret)
+	host := &Host{st: st, devs: startDevices(st, cfg, reg, acks, rt)}
+	repl := &replication{hc: cl, host: host, self: cfg.HostID, secret: secret, acks: acks, rt: rt, rate: cfg.ResyncRate,
+		fmet: replicator.NewFollowMetrics(reg), log: log.With("component", "replication"),
+		followers: map[string]context.CancelFunc{}, primaryOf: map[segment.ID]bool{}}
 	host.repl = repl
 	replCtx, stopRepl := context.WithCancel(context.Background())
 	replDone := make(chan struct{})
 	go func() { defer close(replDone); repl.run(replCtx) }()
 	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
-		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create, Replication: repl.replication})
+		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create, Replication: repl.replication, Acks: acks,
+		Route: rt.primary})
 	if err != nil {
 		stopRepl()
 		<-replDone
@@ -159,6 +170,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("stopped", "store", storePath)
 	return serveErr
+}
+
+// headOf returns a store's function that gives a volume's position.
+func headOf(st *segment.Store) func(segment.ID) (segment.Position, error) {
+	return func(base segment.ID) (segment.Position, error) {
+		v, err := st.Volume(base)
+		if err != nil {
+			return segment.Position{}, err
+		}
+		in, err := v.Info()
+		return segment.Position{LSN: in.LSN, Version: in.Version}, err
+	}
 }
 
 // serveHTTP serves the API and /metrics until ctx ends, then shuts the

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"cloudfs/replicator"
 	"cloudfs/segment"
@@ -24,7 +23,7 @@ import (
 
 // A volume is a ublk device's Backend as it is: the store's asynchronous
 // writes, flushes and zeroes, and ReadAt, which ublk calls off its queue
-// threads.
+// threads. The daemon's backend adds replication and remote IO to it.
 var _ ublk.Backend = (*segment.Volume)(nil)
 
 // devices gives every volume of the host a ublk block device, /dev/ublkbN,
@@ -41,28 +40,17 @@ type devices struct {
 	// keep: at shutdown, detach the devices (IO waits for the next serve)
 	// instead of deleting them.
 	keep bool
+	acks *replicator.Acks // writes wait for the replicas of a primary's volume
+	rt   *routes          // where the primary of a volume kept here is
 
 	mu   sync.Mutex
 	devs map[segment.ID]*ublk.Device
 }
 
-// errnoOf maps store errors to the errno a device's IO completes with.
-func errnoOf(err error) syscall.Errno {
-	switch {
-	case errors.Is(err, segment.ErrNoSpace):
-		return syscall.ENOSPC
-	case errors.Is(err, segment.ErrReadOnly):
-		return syscall.EROFS
-	case errors.Is(err, segment.ErrNotFound):
-		return syscall.ENODEV
-	}
-	return 0 // ublk's rule: EIO
-}
-
 // startDevices attaches or creates a device for every volume. On a kernel
 // without ublk it says so once and returns nil: the host serves everything
 // else.
-func startDevices(st *segment.Store, cfg Config, reg prometheus.Registerer) *devices {
+func startDevices(st *segment.Store, cfg Config, reg prometheus.Registerer, acks *replicator.Acks, rt *routes) *devices {
 	log := cfg.Logger.With("component", "devices")
 	if !ublk.Available() {
 		// the module may be there but not loaded; modprobe needs root
@@ -73,7 +61,7 @@ func startDevices(st *segment.Store, cfg Config, reg prometheus.Registerer) *dev
 			"volumes get no block devices and are served over HTTP only")
 		return nil
 	}
-	d := &devices{log: log, reg: reg, st: st, linkDir: cfg.DeviceLinkDir, keep: cfg.KeepDevices,
+	d := &devices{log: log, reg: reg, st: st, linkDir: cfg.DeviceLinkDir, keep: cfg.KeepDevices, acks: acks, rt: rt,
 		statePath: filepath.Join(cfg.DataDir, "devices.json"), devs: map[segment.ID]*ublk.Device{}}
 	if err := os.MkdirAll(d.linkDir, 0o755); err != nil {
 		log.Error("device links unavailable", "dir", d.linkDir, "err", err)
@@ -84,6 +72,11 @@ func startDevices(st *segment.Store, cfg Config, reg prometheus.Registerer) *dev
 
 func (d *devices) config(size uint64) ublk.Config {
 	return ublk.Config{Size: int64(size), Logger: d.log, Metrics: d.reg, Errno: errnoOf}
+}
+
+// backend is what a volume's device reads and writes.
+func (d *devices) backend(v *segment.Volume) ublk.Backend {
+	return &backend{local: d.acks.Volume(v), rt: d.rt}
 }
 
 // attachAll recovers the devices the state file names, creates the missing
@@ -121,7 +114,7 @@ func (d *devices) recover(base segment.ID, id uint32) error {
 	if err != nil {
 		return err
 	}
-	dev, err := ublk.Recover(id, v, d.config(in.Size))
+	dev, err := ublk.Recover(id, d.backend(v), d.config(in.Size))
 	if err != nil {
 		return err
 	}
@@ -152,7 +145,7 @@ func (d *devices) add(base segment.ID) error {
 	if in.Size%4096 != 0 {
 		return fmt.Errorf("size %d is not a multiple of 4096, as a block device's must be", in.Size)
 	}
-	dev, err := ublk.Create(v, d.config(in.Size))
+	dev, err := ublk.Create(d.backend(v), d.config(in.Size))
 	if err != nil {
 		return err
 	}

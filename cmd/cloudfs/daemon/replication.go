@@ -17,30 +17,41 @@ import (
 
 // replication places new volumes on several hosts and keeps this host's
 // replicas following their primaries. The catalog in etcd says which hosts
-// keep which volume; every host polls it and runs a follower (catch-up by
-// delta, then live) for each volume it keeps and does not own. This is the
-// async mode: a write is acknowledged by the primary's log alone.
+// keep which volume and which is the primary; every host follows it and
+//   - for each volume it is the primary of, tells acks the volume's mode and
+//     replicas: writes wait for the replicas' acknowledgements by the mode;
+//   - for each volume it keeps and is not the primary of, runs a follower
+//     (catch-up by delta, then live, acknowledging to the primary), and
+//     routes the volume's block IO to the primary.
 type replication struct {
 	hc     *hostCluster
 	host   *Host
 	self   string
 	secret string
 	log    *slog.Logger
+	acks   *replicator.Acks
+	rt     *routes
+	rate   int64 // catch-up bytes a second, 0: no cap
+	fmet   *replicator.FollowMetrics
 
 	mu        sync.Mutex
 	followers map[string]context.CancelFunc // volume id -> its follower
+	primaryOf map[segment.ID]bool           // volumes acks tracks
 }
 
 // create makes a volume on n live hosts (self first) as one transaction:
 // created here, its creation entry applied on the others, then put in the
 // catalog; on any failure every copy made is deleted again.
-func (r *replication) create(ctx context.Context, size uint64, n int) (*segment.Volume, []string, error) {
+func (r *replication) create(ctx context.Context, size uint64, n int, mode string) (*segment.Volume, []string, error) {
 	hosts, err := r.hc.hosts(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	if n == 0 {
 		n = min(3, len(hosts))
+	}
+	if mode == "" {
+		mode = replicator.DefaultMode(n)
 	}
 	placed, err := cluster.Place(hosts, r.self, n)
 	if err != nil {
@@ -67,12 +78,14 @@ func (r *replication) create(ctx context.Context, size uint64, n int) (*segment.
 		done = append(done, h)
 		ids = append(ids, h.ID)
 	}
-	rec := cluster.Volume{ID: v.Base().String(), Size: size, Primary: r.self, Replicas: ids, Mode: "async",
+	rec := cluster.Volume{ID: v.Base().String(), Size: size, Primary: r.self, Replicas: ids, Mode: mode,
 		Created: time.Now().UTC()}
+	r.track(v.Base(), rec) // before the first write, which then waits for the replicas
 	if err := cluster.PutVolume(ctx, r.hc.client, rec); err != nil {
+		r.untrack(v.Base(), "its creation failed")
 		return nil, nil, r.undo(v, done, err)
 	}
-	r.log.Info("replicated volume created", "volume", rec.ID, "replicas", ids)
+	r.log.Info("replicated volume created", "volume", rec.ID, "replicas", ids, "mode", mode)
 	return v, ids, nil
 }
 
@@ -103,6 +116,7 @@ func (r *replication) forgetIfPrimary(base segment.ID) {
 		r.log.Warn("catalog unreachable; a deleted volume may stay in it", "volume", base, "err", err)
 		return
 	}
+	r.untrack(base, "the volume was deleted")
 	for _, v := range vols {
 		if v.ID == base.String() && v.Primary == r.self {
 			if err := cluster.DeleteVolume(ctx, r.hc.client, v.ID); err != nil {
@@ -145,25 +159,70 @@ func (r *replication) reconcile(ctx context.Context) {
 		urls[h.ID] = h.URL
 	}
 	want := map[string]bool{}
+	primary := map[segment.ID]bool{}
+	route := map[segment.ID]string{}
 	for _, v := range vols {
-		if v.Primary == r.self || !slices.Contains(v.Replicas, r.self) || urls[v.Primary] == "" {
+		base, err := segment.ParseID(v.ID)
+		if err != nil {
+			continue
+		}
+		if v.Primary == r.self {
+			primary[base] = true
+			r.track(base, v)
+			continue
+		}
+		if urls[v.Primary] != "" {
+			route[base] = urls[v.Primary]
+		}
+		if !slices.Contains(v.Replicas, r.self) || urls[v.Primary] == "" {
 			continue
 		}
 		want[v.ID] = true
-		r.ensure(ctx, v, urls[v.Primary])
+		r.ensure(ctx, v, urls)
 	}
+	r.rt.set(route)
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	var gone []segment.ID
+	for base := range r.primaryOf {
+		if !primary[base] {
+			gone = append(gone, base)
+		}
+	}
 	for id, stop := range r.followers {
 		if !want[id] {
 			stop()
 			delete(r.followers, id)
 		}
 	}
+	r.mu.Unlock()
+	for _, base := range gone {
+		r.untrack(base, "the catalog no longer names this host its primary")
+	}
 }
 
-// ensure runs a follower of v from its primary at url, unless one runs.
-func (r *replication) ensure(ctx context.Context, v cluster.Volume, url string) {
+// track makes acks wait for v's replicas by its mode.
+func (r *replication) track(base segment.ID, v cluster.Volume) {
+	others := slices.DeleteFunc(slices.Clone(v.Replicas), func(h string) bool { return h == r.self })
+	mode := v.Mode
+	if !replicator.ValidMode(mode) {
+		mode = replicator.ModeAsync
+	}
+	r.acks.Set(base, mode, others)
+	r.mu.Lock()
+	r.primaryOf[base] = true
+	r.mu.Unlock()
+}
+
+func (r *replication) untrack(base segment.ID, why string) {
+	r.acks.Drop(base, why)
+	r.mu.Lock()
+	delete(r.primaryOf, base)
+	r.mu.Unlock()
+}
+
+// ensure runs a follower of v from its primary, unless one runs; urls are
+// the live hosts' API addresses.
+func (r *replication) ensure(ctx context.Context, v cluster.Volume, urls map[string]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.followers[v.ID]; ok {
@@ -175,9 +234,16 @@ func (r *replication) ensure(ctx context.Context, v cluster.Volume, url string) 
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	r.followers[v.ID] = cancel
+	var peers []*replicator.Client
+	for _, h := range v.Replicas {
+		if h != r.self && h != v.Primary && urls[h] != "" {
+			peers = append(peers, &replicator.Client{URL: urls[h], Secret: r.secret, HTTP: r.rt.client})
+		}
+	}
+	cfg := replicator.FollowConfig{Store: r.host.st, Volume: id, Logger: r.log, Self: r.self, Peers: peers,
+		Rate: r.rate, Metrics: r.fmet, Source: &replicator.Client{URL: urls[v.Primary], Secret: r.secret, HTTP: r.rt.client}}
 	go func() {
-		err := replicator.Follow(fctx, replicator.FollowConfig{Store: r.host.st, Volume: id, Logger: r.log,
-			Source: &replicator.Client{URL: url, Secret: r.secret}})
+		err := replicator.Follow(fctx, cfg)
 		if fctx.Err() == nil {
 			r.log.Error("replica stopped following; retrying in 10 s", "volume", v.ID, "err", err)
 			select {
@@ -227,6 +293,22 @@ func (r *replication) replication(ctx context.Context, base segment.ID, lsn uint
 		wg.Go(func() { out.Replicas[j] = r.replica(ctx, id, urls[id], base, lsn) })
 	}
 	wg.Wait()
+	states, _ := r.acks.Replicas(base) // the primary's view, if this host is the primary
+	for j := range out.Replicas {
+		ri := &out.Replicas[j]
+		ri.LagBytes = -1
+		if ri.Host == r.self {
+			ri.LagBytes, ri.InSync = 0, true
+		}
+		for _, s := range states {
+			if s.Host == ri.Host {
+				ri.LagBytes, ri.InSync = s.LagBytes, s.InSync
+				if !s.LastAck.IsZero() {
+					ri.LastAck = &s.LastAck
+				}
+			}
+		}
+	}
 	return out
 }
 
