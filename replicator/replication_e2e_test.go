@@ -211,3 +211,87 @@ func TestReplication(t *testing.T) {
 		verify("after the heal", h)
 	}
 }
+
+// embeddedMembers makes every host run an embedded etcd member of one
+// 3-member cluster (--etcd-peers), as a few hosts do without an external
+// etcd.
+func embeddedMembers(h *cluster.Host) []string {
+	var peers []string
+	for _, o := range h.Cluster().Hosts() {
+		peers = append(peers, fmt.Sprintf("host%d=http://%s:2380", o.Index(), o.Addr().Addr()))
+	}
+	ip := h.Addr().Addr().String()
+	return []string{"--ack-timeout", "2s", "--etcd-client-url", "http://" + ip + ":2379",
+		"--etcd-peer-url", "http://" + ip + ":2380", "--etcd-peers", strings.Join(peers, ",")}
+}
+
+// TestEmbeddedMembers: three hosts, each running a member of one embedded
+// etcd cluster. A volume on all three replicates; with one host (a member
+// and a replica) killed, the cluster keeps its catalog (2 of 3 members) and
+// the volume keeps taking writes (2 of 3 hosts); the host restarted rejoins
+// both and catches up.
+func TestEmbeddedMembers(t *testing.T) {
+	testenv.RequireRoot(t)
+	c := cluster.New(t, cluster.Config{Hosts: 3, Binary: testenv.CloudfsBinary(t), Args: embeddedMembers})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	waitHosts := func(h *cluster.Host, n int) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			hosts, err := h.Client().Hosts(ctx)
+			if err == nil && len(hosts) == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("hosts on %s: %v, %v; want %d", h.Name(), hosts, err, n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for _, h := range c.Hosts() {
+		waitHosts(h, 3)
+	}
+	vi, err := c.Host(0).Client().CreateReplicated(ctx, 16<<20, 3, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Repeat([]byte{7}, 4096)
+	for i := range 20 {
+		if err := c.Host(0).Client().WriteAt(ctx, vi.ID, b, int64(i)*4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Host(2).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := c.Host(0).Client().WriteAt(ctx, vi.ID, b, int64(20+i)*4096); err != nil {
+			t.Fatalf("write with host2 down: %v", err)
+		}
+	}
+	// the catalog still takes changes: a new volume on the two hosts left
+	vi2, err := c.Host(1).Client().CreateReplicated(ctx, 16<<20, 2, "")
+	if err != nil {
+		t.Fatalf("newdisk 2 with one of three members down: %v", err)
+	}
+	if len(vi2.Hosts) != 2 {
+		t.Errorf("the second volume is on %v", vi2.Hosts)
+	}
+	if err := c.Host(2).Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitHosts(c.Host(0), 3)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		want, err1 := c.Host(0).Client().Info(ctx, vi.ID)
+		got, err2 := c.Host(2).Client().LocalInfo(ctx, vi.ID)
+		if err1 == nil && err2 == nil && got.Version == want.Version {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host2 did not catch up: %+v %v / %+v %v", got, err2, want, err1)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

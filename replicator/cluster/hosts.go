@@ -111,6 +111,11 @@ func (m *Membership) keep(ka <-chan *clientv3.LeaseKeepAliveResponse) {
 	}
 }
 
+// Done is closed when the membership ends: by Leave or Stop, or because
+// the lease was lost (etcd unreachable for longer than its ttl). A host
+// whose membership was lost must Join again to be listed.
+func (m *Membership) Done() <-chan struct{} { return m.done }
+
 // Stop stops renewing the lease without revoking it, as a crash would: the
 // host's key goes when the lease expires. For tests and for a daemon that
 // must not announce its leaving.

@@ -30,6 +30,7 @@ type serveOptions struct {
 	etcd            []string
 	etcdClientURL   string
 	etcdPeerURL     string
+	etcdPeers       []string
 	advertiseURL    string
 	leaseTTL        time.Duration
 	ackTimeout      time.Duration
@@ -50,6 +51,9 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.etcd, "etcd", nil, "client endpoints of an external etcd cluster (default: run an embedded member in <data-dir>/etcd)")
 	fs.StringVar(&o.etcdClientURL, "etcd-client-url", "http://127.0.0.1:2379", "where the embedded etcd serves clients")
 	fs.StringVar(&o.etcdPeerURL, "etcd-peer-url", "http://127.0.0.1:2380", "where the embedded etcd serves peers")
+	fs.StringSliceVar(&o.etcdPeers, "etcd-peers", nil,
+		"the members of an embedded etcd cluster of a few hosts, name=http://ip:2380 each (comma-separated or repeated), "+
+			"this host's --host-id included; every host gives the same list (default: a member alone)")
 	fs.StringVar(&o.advertiseURL, "advertise-url", "", "the API URL other hosts use (default: http://<listen address>, 127.0.0.1 for a wildcard)")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "how long the cluster keeps listing a host that stopped renewing its lease")
 	fs.DurationVar(&o.ackTimeout, "ack-timeout", 5*time.Second,
@@ -82,7 +86,7 @@ func (o *serveOptions) run(c *cobra.Command) error {
 	}
 	cfg := daemon.Config{DataDir: o.g.dataDir, StorePath: o.store, Listen: o.listen, Logger: log,
 		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices,
-		HostID: o.hostID, Etcd: o.etcd, EtcdClientURL: o.etcdClientURL, EtcdPeerURL: o.etcdPeerURL,
+		HostID: o.hostID, Etcd: o.etcd, EtcdClientURL: o.etcdClientURL, EtcdPeerURL: o.etcdPeerURL, EtcdPeers: o.etcdPeers,
 		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL, AckTimeout: o.ackTimeout}
 	if o.resyncRate != "0" {
 		if cfg.ResyncRate, err = parseSize(o.resyncRate); err != nil {

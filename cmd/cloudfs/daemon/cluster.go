@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"cloudfs/replicator/cluster"
@@ -19,8 +20,13 @@ import (
 type hostCluster struct {
 	embedded *cluster.Embedded
 	client   *clientv3.Client
-	member   *cluster.Membership
+	cat      *cluster.Catalog // the catalog and the live hosts, followed by watch
 	log      *slog.Logger
+
+	mu      sync.Mutex
+	member  *cluster.Membership
+	leaving bool
+	rejoin  sync.WaitGroup
 }
 
 // startCluster starts the embedded etcd member (or reaches the external
@@ -30,8 +36,20 @@ func startCluster(ctx context.Context, cfg Config) (*hostCluster, error) {
 	endpoints := cfg.Etcd
 	if len(endpoints) == 0 {
 		start := time.Now()
-		e, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: filepath.Join(cfg.DataDir, "etcd"),
-			Name: cfg.HostID, ClientURL: cfg.EtcdClientURL, PeerURL: cfg.EtcdPeerURL})
+		ec := cluster.EmbedConfig{Dir: filepath.Join(cfg.DataDir, "etcd"), Name: cfg.HostID, ClientURL: cfg.EtcdClientURL,
+			PeerURL: cfg.EtcdPeerURL}
+		if len(cfg.EtcdPeers) > 0 {
+			peers, err := cluster.ParsePeers(cfg.EtcdPeers)
+			if err != nil {
+				return nil, err
+			}
+			// a new cluster of several members serves once a majority has
+			// started: the hosts may come up minutes apart
+			ec.Peers, ec.PeerURL, ec.ReadyTimeout = peers, "", 10*time.Minute
+			cfg.Logger.Info("starting an embedded etcd member; it serves once a majority of its peers runs",
+				"peers", cfg.EtcdPeers)
+		}
+		e, err := cluster.StartEmbedded(ctx, ec)
 		if err != nil {
 			return nil, err
 		}
@@ -45,6 +63,12 @@ func startCluster(ctx context.Context, cfg Config) (*hostCluster, error) {
 		return nil, fmt.Errorf("etcd client of %v: %w", endpoints, err)
 	}
 	hc.client = c
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if hc.cat, err = cluster.NewCatalog(cctx, c, cfg.Logger.With("component", "catalog")); err != nil {
+		hc.close()
+		return nil, fmt.Errorf("cluster catalog: %w", err)
+	}
 	return hc, nil
 }
 
@@ -63,9 +87,46 @@ func (hc *hostCluster) join(ctx context.Context, cfg Config, addr net.Addr, st *
 	if err != nil {
 		return err
 	}
+	hc.mu.Lock()
 	hc.member = m
+	hc.mu.Unlock()
 	hc.log.Info("joined the cluster", "host_id", h.ID, "url", url)
+	hc.rejoin.Go(func() { hc.keepJoined(m, h, cfg.LeaseTTL) })
 	return nil
+}
+
+// keepJoined joins again when the membership is lost (etcd was unreachable
+// for longer than the lease: a partition), so that the host is listed
+// again once etcd is back, and keeps trying until it is or the host leaves.
+func (hc *hostCluster) keepJoined(m *cluster.Membership, h cluster.Host, ttl time.Duration) {
+	for {
+		<-m.Done()
+		for {
+			hc.mu.Lock()
+			leaving := hc.leaving
+			hc.mu.Unlock()
+			if leaving {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			nm, err := cluster.Join(ctx, hc.client, h, ttl, hc.log)
+			cancel()
+			if err == nil {
+				hc.mu.Lock()
+				if hc.leaving {
+					hc.mu.Unlock()
+					_ = nm.Leave(context.Background())
+					return
+				}
+				hc.member, m = nm, nm
+				hc.mu.Unlock()
+				hc.log.Info("joined the cluster again after losing the lease", "host_id", h.ID)
+				break
+			}
+			hc.log.Debug("rejoin failed; retrying", "err", err)
+			time.Sleep(time.Second)
+		}
+	}
 }
 
 // advertise makes the API URL of a listener: its own address, or
@@ -90,17 +151,24 @@ func (hc *hostCluster) hosts(ctx context.Context) ([]cluster.Host, error) {
 
 // leave revokes the host's lease so peers see it go at once.
 func (hc *hostCluster) leave() {
-	if hc.member == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = hc.member.Leave(ctx) // the lease expires anyway
+	hc.mu.Lock()
+	hc.leaving = true
+	m := hc.member
 	hc.member = nil
+	hc.mu.Unlock()
+	if m != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = m.Leave(ctx) // the lease expires anyway
+		cancel()
+	}
+	hc.rejoin.Wait()
 }
 
 func (hc *hostCluster) close() {
 	hc.leave()
+	if hc.cat != nil {
+		hc.cat.Close()
+	}
 	if hc.client != nil {
 		hc.client.Close()
 	}

@@ -47,6 +47,11 @@ type Config struct {
 	// EtcdPeerURL (defaults http://127.0.0.1:2379 and :2380).
 	Etcd                       []string
 	EtcdClientURL, EtcdPeerURL string
+	// EtcdPeers, "name=http://ip:2380" each, makes the embedded member one
+	// of a cluster of several: every host lists the same members, itself
+	// included (its name is HostID). Read only when the member's directory
+	// is new.
+	EtcdPeers []string
 	// AdvertiseURL is the API address other hosts use (default
 	// http://127.0.0.1:<port> for a wildcard or loopback listener).
 	AdvertiseURL string

@@ -126,34 +126,28 @@ func (r *replication) forgetIfPrimary(base segment.ID) {
 	}
 }
 
-// run keeps a follower per replica this host keeps, polling the catalog
-// every second, until ctx ends.
+// run keeps a follower per replica this host keeps and tells acks the
+// volumes it is the primary of, at every change of the catalog (followed
+// by watch) and every 2 s (to restart followers that stopped), until ctx
+// ends.
 func (r *replication) run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
+		changed := r.hc.cat.Changed()
 		r.reconcile(ctx)
 		select {
 		case <-ctx.Done():
 			r.stopAll()
 			return
+		case <-changed:
 		case <-t.C:
 		}
 	}
 }
 
 func (r *replication) reconcile(ctx context.Context) {
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	vols, err := cluster.Volumes(qctx, r.hc.client)
-	if err != nil {
-		r.log.Warn("catalog unreachable", "err", err)
-		return
-	}
-	hosts, err := r.hc.hosts(qctx)
-	if err != nil {
-		return
-	}
+	vols, hosts := r.hc.cat.Volumes(), r.hc.cat.Hosts()
 	urls := map[string]string{}
 	for _, h := range hosts {
 		urls[h.ID] = h.URL
