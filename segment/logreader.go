@@ -81,7 +81,9 @@ func (r *logReader) bytes(a uint64, n int) ([]byte, error) {
 	// whole blocks (O_DIRECT), at least 1 MiB, never past the segment's end
 	size := min(roundUp(uint64(max(n+BlockSize, 1<<20)), BlockSize), (segEnd-start)*SectorSize)
 	if cap(r.buf) < int(size) {
-		r.buf = device.AlignedBuf(int(max(size, 1<<20)))
+		// only what this read needs: a followed stream reads the few
+		// blocks a round appended to the active segment, often
+		r.buf = device.AlignedBuf(int(size))
 	}
 	r.buf = r.buf[:size]
 	r.at = start

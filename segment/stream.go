@@ -114,8 +114,9 @@ func (s *Store) stream(ctx context.Context, w io.Writer, base ID, from Position,
 		return st, err
 	}
 	verify := from.LSN > 0 // the first round checks that from is in this history
+	var cur cursor
 	for {
-		if err := s.streamRange(bw, base, &st, head, verify); err != nil {
+		if err := s.streamRange(bw, base, &st, head, verify, &cur); err != nil {
 			return st, fmt.Errorf("stream %v: %w", base, err)
 		}
 		if err := bw.Flush(); err != nil || !follow {
@@ -150,11 +151,11 @@ func (s *Store) headOf(base ID) (Position, <-chan struct{}, error) {
 
 // streamRange writes the entries after st.To up to head and advances st.
 // With verify, it first checks that st.To is a version of this history.
-func (s *Store) streamRange(bw *bufio.Writer, base ID, st *StreamStats, head Position, verify bool) error {
+func (s *Store) streamRange(bw *bufio.Writer, base ID, st *StreamStats, head Position, verify bool, cur *cursor) error {
 	from := st.To
 	next := from.LSN + 1
 	for next <= head.LSN || (verify && next == from.LSN+1) {
-		recs, err := s.entriesFrom(base, from, next, head.LSN)
+		recs, err := s.entriesFrom(base, from, next, head.LSN, cur)
 		if err != nil {
 			return err
 		}
@@ -169,6 +170,7 @@ func (s *Store) streamRange(bw *bufio.Writer, base ID, st *StreamStats, head Pos
 			st.Bytes += r.h.Size()
 			st.To = Position{LSN: r.h.LSN, Version: r.h.ID}
 			next = r.h.LSN + 1
+			*cur = cursor{seg: s.segOf(r.addr), addr: r.addr, lsn: r.h.LSN, id: r.h.ID}
 		}
 	}
 	return nil
@@ -177,7 +179,7 @@ func (s *Store) streamRange(bw *bufio.Writer, base ID, st *StreamStats, head Pos
 // entriesFrom returns the volume's entries with lsn >= next (up to last) from
 // the segment the run containing next points to, in lsn order, checking the
 // version at from.LSN when that segment holds it.
-func (s *Store) entriesFrom(base ID, from Position, next, last uint64) ([]segRecord, error) {
+func (s *Store) entriesFrom(base ID, from Position, next, last uint64, cur *cursor) ([]segRecord, error) {
 	want := next
 	if from.LSN > 0 && next == from.LSN+1 {
 		want = from.LSN // verify the receiver's version first
@@ -196,7 +198,17 @@ func (s *Store) entriesFrom(base ID, from Position, next, last uint64) ([]segRec
 	rn := v.runs[i]
 	s.segs[rn.seg].pins.Add(1)
 	s.mu.RUnlock()
-	recs, err := s.readVolumeRecords(rn.seg, base)
+	var recs []segRecord
+	var err error
+	if cur != nil && cur.lsn+1 == next && cur.seg == rn.seg {
+		recs = s.readVolumeRecordsAfter(*cur, base)
+		if len(recs) == 0 || recs[len(recs)-1].h.LSN < next {
+			recs = nil // not found after the cursor: read the segment
+		}
+	}
+	if recs == nil {
+		recs, err = s.readVolumeRecords(rn.seg, base)
+	}
 	s.segs[rn.seg].pins.Add(-1)
 	if err != nil {
 		return nil, err
@@ -226,7 +238,7 @@ func (s *Store) entriesFrom(base ID, from Position, next, last uint64) ([]segRec
 		if from.LSN == last {
 			return nil, nil
 		}
-		return s.entriesFrom(base, Position{}, next, last)
+		return s.entriesFrom(base, Position{}, next, last, cur)
 	}
 	if len(out) == 0 || entryFirst(out[0].h) != next {
 		return nil, fmt.Errorf("lsn %d not found in segment %d: %w", next, rn.seg, ErrVersionUnavailable)
@@ -246,6 +258,65 @@ func entryFirst(h *Header) uint64 {
 		return h.FirstLSN
 	}
 	return h.LSN
+}
+
+// cursor is where the last entry a followed stream sent is in the log, so
+// that the next round reads on from there instead of from the start of its
+// segment: a round then costs what it sends, not a segment's worth of reads.
+type cursor struct {
+	seg  uint32
+	addr uint64 // sector address of the entry
+	lsn  uint64
+	id   ID
+}
+
+// readVolumeRecordsAfter returns the chained records of volume base after
+// the cursor's entry in the cursor's segment (up to the applied end of the
+// active segment), sorted by lsn; nil if the entry is no longer there (the
+// segment was cleaned and reused) or the log does not read: the caller
+// then reads the whole segment.
+func (s *Store) readVolumeRecordsAfter(cur cursor, base ID) []segRecord {
+	s.mu.RLock()
+	active, applied := s.segs[cur.seg].state == segActive, s.applied
+	s.mu.RUnlock()
+	r := s.newLogReader(cur.addr, 0)
+	if active {
+		if applied.seg != cur.seg {
+			return nil
+		}
+		r.end = s.addr(cur.seg, applied.off)
+	}
+	hb, err := r.bytes(cur.addr, HeaderSize)
+	if err != nil {
+		return nil
+	}
+	h, err := decodeHeader(hb, s.sb.UUID)
+	if err != nil || h.Base != base || h.LSN != cur.lsn || h.ID != cur.id {
+		return nil
+	}
+	r.gseq = h.GSeq
+	if _, _, _, err := r.next(); err != nil { // the cursor's own entry
+		return nil
+	}
+	var recs []segRecord
+	for {
+		h, body, addr, err := r.next()
+		if err != nil {
+			// the active segment ends where nothing verifies, at the applied end
+			if !active || (!errors.Is(err, errEndOfLog) && !errors.Is(err, ErrCorrupt)) {
+				return nil
+			}
+			break
+		}
+		if h.Kind == KindNext {
+			break
+		}
+		if h.Kind.chained() && h.Base == base {
+			recs = append(recs, segRecord{h: h, body: append([]byte(nil), body...), addr: addr})
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].h.LSN < recs[j].h.LSN })
+	return recs
 }
 
 // readVolumeRecords returns the chained records of volume base in segment
