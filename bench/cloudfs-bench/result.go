@@ -48,6 +48,12 @@ func absRow(name, what string, engine measure, limit *measure, op string, want f
 	return r
 }
 
+// infoRow is a figure printed beside its limit with no target to meet.
+func infoRow(name, what string, engine, limit measure, detail string) row {
+	return row{Name: name, What: what, Engine: engine, Limit: &limit, Ratio: engine.Value / limit.Value,
+		Target: "-", Pass: true, Detail: detail}
+}
+
 // failedRow stands for a measurement that could not be made.
 func failedRow(name, what string, err error) row {
 	return row{Name: name, What: what, Engine: measure{Text: "ERROR"}, Target: "-", Detail: err.Error()}
@@ -93,7 +99,10 @@ func (r row) cells() []string {
 		ratio = fmt.Sprintf("%.2fx", r.Ratio)
 	}
 	verdict := "MISS"
-	if r.Pass {
+	switch {
+	case r.Target == "-" && r.Engine.Text != "ERROR":
+		verdict = "-" // informational: no target
+	case r.Pass:
 		verdict = "PASS"
 	}
 	return []string{r.What, r.Engine.Text, limit, ratio, r.Target, verdict}

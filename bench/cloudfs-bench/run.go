@@ -26,6 +26,8 @@ var benches = []bench{
 	{[]string{"restart", "branch", "memory"}, func(c *config, dir string) ([]row, error) {
 		return benchCrash(c, filepath.Join(dir, "fill.img"))
 	}},
+	{[]string{"replication"}, benchReplication},
+	{[]string{"resync"}, benchResync},
 }
 
 func paired(fn func(pair) ([]row, error)) func(*config, string) ([]row, error) {
@@ -52,7 +54,7 @@ func run(c *config) error {
 		defer os.RemoveAll(dir)
 	}
 	printHeader(c, dir)
-	if c.selected("randwrite", "seqwrite", "randread", "flush") {
+	if c.selected("randwrite", "seqwrite", "randread", "flush", "replication", "resync") {
 		if err := prepareFile(mainFile(dir), c.size); err != nil {
 			return err
 		}
