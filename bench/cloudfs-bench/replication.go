@@ -93,7 +93,13 @@ func (r *replicated) follow() error {
 		done <- replicator.Follow(ctx, replicator.FollowConfig{Store: r.replica.st, Source: r.client, Volume: r.v.Base(),
 			Self: "replica", Logger: slog.New(slog.DiscardHandler)})
 	}()
-	r.stopFollow = func() { cancel(); <-done; r.stopFollow = nil }
+	r.stopFollow = func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			logf("  the replica's follower stopped: %v", err)
+		}
+		r.stopFollow = nil
+	}
 	return r.waitCaughtUp(5 * time.Minute)
 }
 
@@ -110,7 +116,7 @@ func (r *replicated) waitCaughtUp(limit time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the replica did not reach lsn %d within %v (at %d, %v)", want.LSN, limit, got.LSN, err)
+			return fmt.Errorf("the replica did not reach lsn %d within %v (at %d): %w", want.LSN, limit, got.LSN, err)
 		}
 		time.Sleep(time.Millisecond)
 	}
