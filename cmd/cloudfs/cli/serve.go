@@ -34,6 +34,7 @@ type serveOptions struct {
 	advertiseURL    string
 	leaseTTL        time.Duration
 	ackTimeout      time.Duration
+	mount           string
 	resyncRate      string
 }
 
@@ -58,6 +59,7 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "how long the cluster keeps listing a host that stopped renewing its lease")
 	fs.DurationVar(&o.ackTimeout, "ack-timeout", 5*time.Second,
 		"how long a write waits for its replicas: then a quorum write fails, a silent sync replica leaves the in-sync set")
+	fs.StringVar(&o.mount, "mount", "", "mount the POSIX shim (FUSE) here: <dir>/<id> is a volume's files, <dir>/disks/<id> its whole disk")
 	fs.StringVar(&o.resyncRate, "resync-rate", "0", "cap a replica's catch-up at this many bytes a second (K, M, G suffixes; 0: no cap)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "wait at most this long for requests in flight at shutdown")
 }
@@ -87,7 +89,7 @@ func (o *serveOptions) run(c *cobra.Command) error {
 	cfg := daemon.Config{DataDir: o.g.dataDir, StorePath: o.store, Listen: o.listen, Logger: log,
 		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices,
 		HostID: o.hostID, Etcd: o.etcd, EtcdClientURL: o.etcdClientURL, EtcdPeerURL: o.etcdPeerURL, EtcdPeers: o.etcdPeers,
-		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL, AckTimeout: o.ackTimeout}
+		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL, AckTimeout: o.ackTimeout, Mount: o.mount}
 	if o.resyncRate != "0" {
 		if cfg.ResyncRate, err = parseSize(o.resyncRate); err != nil {
 			return &exitError{ExitUsage, fmt.Errorf("--resync-rate: %w", err)}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"cloudfs/posixshim"
 	"cloudfs/replicator"
 	"cloudfs/segment"
 	"cloudfs/segment/device"
@@ -63,6 +64,9 @@ type Config struct {
 	AckTimeout time.Duration
 	// ResyncRate caps a replica's catch-up in bytes a second (0: no cap).
 	ResyncRate int64
+	// Mount, if set, is where the POSIX shim is mounted (FUSE): each volume
+	// a directory on first lookup, disks/<id> its whole disk as a file.
+	Mount string
 	// ShutdownTimeout bounds the wait for HTTP requests in flight at
 	// shutdown (default 10 s); followed streams are cut at once.
 	ShutdownTimeout time.Duration
@@ -143,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	acks := replicator.NewAcks(replicator.AcksConfig{Timeout: cfg.AckTimeout, Head: headOf(st), Logger: log, Metrics: reg})
 	defer acks.Close()
 	rt := newRoutes(secret)
-	host := &Host{st: st, devs: startDevices(st, cfg, reg, acks, rt)}
+	host := &Host{st: st, devs: startDevices(st, cfg, reg, acks, rt), acks: acks}
 	repl := &replication{hc: cl, host: host, self: cfg.HostID, secret: secret, acks: acks, rt: rt, rate: cfg.ResyncRate,
 		fmet: replicator.NewFollowMetrics(reg), log: log.With("component", "replication"),
 		followers: map[string]context.CancelFunc{}, primaryOf: map[segment.ID]bool{}}
@@ -154,15 +158,35 @@ func Run(ctx context.Context, cfg Config) error {
 	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
 		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create, Replication: repl.replication, Acks: acks,
 		Route: rt.primary})
-	if err != nil {
+	abort := func(err error) error {
 		stopRepl()
 		<-replDone
 		st.Close()
 		return err
 	}
+	if err != nil {
+		return abort(err)
+	}
+	var shim *posixshim.Server
+	if cfg.Mount != "" {
+		host.shim = &shimSource{h: host, rt: rt, use: map[segment.ID]posixshim.Use{}}
+		clearStaleMount(cfg.Mount, log)
+		if err := os.MkdirAll(cfg.Mount, 0o755); err != nil {
+			return abort(fmt.Errorf("mount point: %w", err))
+		}
+		if shim, err = posixshim.Mount(cfg.Mount, host.shim, posixshim.Config{Logger: log}); err != nil {
+			return abort(fmt.Errorf("mount the POSIX shim on %s: %w", cfg.Mount, err))
+		}
+		log.Info("POSIX shim mounted", "dir", cfg.Mount)
+	}
 	serveErr := serveHTTP(ctx, cfg, api, reg, log, start, st, func(addr net.Addr) error {
 		return cl.join(ctx, cfg, addr, st)
 	})
+	if shim != nil {
+		if err := shim.Unmount(); err != nil {
+			log.Error("POSIX shim unmount failed", "dir", cfg.Mount, "err", err)
+		}
+	}
 	stopRepl()
 	<-replDone
 	cl.leave()

@@ -43,8 +43,9 @@ type devices struct {
 	acks *replicator.Acks // writes wait for the replicas of a primary's volume
 	rt   *routes          // where the primary of a volume kept here is
 
-	mu   sync.Mutex
-	devs map[segment.ID]*ublk.Device
+	mu      sync.Mutex
+	devs    map[segment.ID]*ublk.Device
+	claimed map[segment.ID]bool // used by the POSIX shim: no device
 }
 
 // startDevices attaches or creates a device for every volume. On a kernel
@@ -62,7 +63,8 @@ func startDevices(st *segment.Store, cfg Config, reg prometheus.Registerer, acks
 		return nil
 	}
 	d := &devices{log: log, reg: reg, st: st, linkDir: cfg.DeviceLinkDir, keep: cfg.KeepDevices, acks: acks, rt: rt,
-		statePath: filepath.Join(cfg.DataDir, "devices.json"), devs: map[segment.ID]*ublk.Device{}}
+		statePath: filepath.Join(cfg.DataDir, "devices.json"), devs: map[segment.ID]*ublk.Device{},
+		claimed: map[segment.ID]bool{}}
 	if err := os.MkdirAll(d.linkDir, 0o755); err != nil {
 		log.Error("device links unavailable", "dir", d.linkDir, "err", err)
 	}
@@ -132,8 +134,50 @@ func (d *devices) removeLeftover(id uint32) {
 	}
 }
 
-// add creates the device of volume base.
+// claim takes volume base's device away for the POSIX shim: refused while
+// the device is open, else the device is deleted, and the volume gets none
+// until release. A nil devices (no ublk) claims anything.
+func (d *devices) claim(base segment.ID) error {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	d.claimed[base] = true
+	d.mu.Unlock()
+	if err := d.remove(base, false); err != nil {
+		d.mu.Lock()
+		delete(d.claimed, base)
+		d.mu.Unlock()
+		d.log.Warn("the POSIX shim cannot use a volume whose block device is open", "volume", base, "err", err)
+		return err
+	}
+	return nil
+}
+
+// release gives a volume the shim stopped using its device again.
+func (d *devices) release(base segment.ID) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	delete(d.claimed, base)
+	d.mu.Unlock()
+	if _, err := d.st.Volume(base); err == nil {
+		if err := d.add(base); err != nil {
+			d.log.Error("volume has no device", "volume", base, "err", err)
+		}
+		d.saveState()
+	}
+}
+
+// add creates the device of volume base (none while the shim uses it).
 func (d *devices) add(base segment.ID) error {
+	d.mu.Lock()
+	claimed := d.claimed[base]
+	d.mu.Unlock()
+	if claimed {
+		return nil
+	}
 	v, err := d.st.Volume(base)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"cloudfs/replicator"
@@ -15,7 +16,12 @@ type Host struct {
 	st   *segment.Store
 	devs *devices     // nil: no ublk on this kernel
 	repl *replication // the cluster's catalog and this host's followers
+	acks *replicator.Acks
+	shim *shimSource // nil: no POSIX shim mounted
 }
+
+// devsAcks is the replication writes go through.
+func (h *Host) devsAcks() *replicator.Acks { return h.acks }
 
 var _ replicator.Store = (*Host)(nil)
 
@@ -39,6 +45,10 @@ func (h *Host) withDevice(v *segment.Volume, err error) (*segment.Volume, error)
 }
 
 func (h *Host) Delete(base segment.ID, force bool) error {
+	if !force && h.shim.inUse(base) {
+		return fmt.Errorf("volume %v is in use by the POSIX shim: %w; unmount it or delete with --force", base,
+			replicator.ErrBusy)
+	}
 	if h.devs != nil {
 		if err := h.devs.remove(base, force); err != nil {
 			return err
