@@ -29,7 +29,7 @@ type config struct {
 }
 
 // benchNames are the names --only takes, in the order they run.
-var benchNames = []string{"randwrite", "seqwrite", "randread", "flush", "restart", "branch", "memory", "replication", "resync"}
+var benchNames = []string{"randwrite", "seqwrite", "randread", "flush", "restart", "branch", "memory", "replication", "resync", "shim"}
 
 func parseFlags(args []string) (*config, error) {
 	c := &config{size: 4 << 30, fill: 4 << 30, fillVolume: 64 << 30}

@@ -9,10 +9,11 @@
 //	make bench BENCHFLAGS='--only randwrite,flush --duration 3s'
 //	go run ./bench/cloudfs-bench --size 2G --fill 1G --json out.json --profile-dir /tmp
 //
-// All files live in a fresh directory under --dir (default $TMPDIR), are
-// opened with O_DIRECT through segment/device.File, and are written in full
-// once, sequentially, before anything is measured, so every ext4 extent is
-// allocated and no read hits a hole.
+// All files live in a fresh directory under --dir (default $TMPDIR). The
+// store and raw files are opened with O_DIRECT through segment/device.File
+// and written in full once, sequentially, before anything is measured, so
+// every ext4 extent is allocated and no read hits a hole (the shim bench's
+// plain files say in each row how they are opened).
 //
 // # Paired measurements (the main file, --size)
 //
@@ -31,6 +32,26 @@
 // formats the store afresh, so the figure is the log's speed without the
 // cleaner. Data is random and stamped with its offset in every sector: the
 // engine stores no all-zero sector, and reads check the stamps.
+//
+// # Replication (the main file and replica.img beside it, --size)
+//
+// A primary store on the main file and a replica store on a second file, in
+// one process, the replica following over HTTP on 127.0.0.1 and
+// acknowledging (the same disk and CPUs: a floor for two hosts):
+//
+//	replication  4 KiB random writes, --qd, 2-way sync     sync/unreplicated IOPS >= 0.7
+//	             QD1 write latency vs unreplicated + a      printed, no target
+//	             loopback TCP round trip
+//	resync       catch-up of a replica 1/4 of --size behind  >= 0.8 x min(raw sequential
+//	             (64 KiB writes)                            write, loopback TCP)
+//
+// # The POSIX shim (shim.go, root and /dev/fuse)
+//
+// The shim mounted over a fresh store: 1 MiB sequential writes, 4 KiB random
+// writes (QD1: FUSE serialises writes to one file) and reads through a disk
+// file (disks/<id>) and through a file in a volume's namespace, beside the
+// same operations on a plain file in the same directory; printed for scale,
+// no target.
 //
 // # The crash fill (its own file, --fill-file)
 //

@@ -116,7 +116,10 @@ func (r *replicated) waitCaughtUp(limit time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the replica did not reach lsn %d within %v (at %d): %w", want.LSN, limit, got.LSN, err)
+			if err != nil {
+				return fmt.Errorf("the replica did not reach lsn %d within %v: %w", want.LSN, limit, err)
+			}
+			return fmt.Errorf("the replica did not reach lsn %d within %v (at %d)", want.LSN, limit, got.LSN)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -249,7 +252,7 @@ func benchResync(c *config, dir string) ([]row, error) {
 	from, _ := positionOf(r.replica.st, r.v.Base())
 	head, _ := positionOf(r.primary.st, r.v.Base())
 	start := time.Now()
-	err = r.follow()
+	err = c.profile("resync", r.follow)
 	took := time.Since(start)
 	if err = r.close(err); err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ var benches = []bench{
 	}},
 	{[]string{"replication"}, benchReplication},
 	{[]string{"resync"}, benchResync},
+	{[]string{"shim"}, benchShim},
 }
 
 func paired(fn func(pair) ([]row, error)) func(*config, string) ([]row, error) {
@@ -99,7 +100,7 @@ func printHeader(c *config, dir string) {
 		fmt.Printf("  --%s=%s", k, c.describe(dir)[k])
 	}
 	fmt.Println()
-	fmt.Println("All files are opened O_DIRECT; each is written in full once, sequentially, before it is measured.")
+	fmt.Println("Store and raw files are opened O_DIRECT; each is written in full once, sequentially, before it is measured.")
 }
 
 // describe returns the settings of the run, for the header and the JSON.
