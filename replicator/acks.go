@@ -54,8 +54,16 @@ type AcksConfig struct {
 	// Head returns a volume's current position on this host (the primary).
 	// Required: a replica is in sync when it has reached it.
 	Head    func(base segment.ID) (segment.Position, error)
-	Logger  *slog.Logger          // nil: discard
-	Metrics prometheus.Registerer // nil: no metrics
+	// Confirm, if set, is asked before a sync volume acknowledges a write
+	// that no replica has (every replica left the in-sync set): it must
+	// fail unless this host is still the volume's primary (a linearizable
+	// read of the catalog). Without it, a primary that was paused while
+	// another took over could acknowledge writes alone. A success counts
+	// for ConfirmFor (default 1 s, well under a lease).
+	Confirm    func(base segment.ID) error
+	ConfirmFor time.Duration
+	Logger     *slog.Logger          // nil: discard
+	Metrics    prometheus.Registerer // nil: no metrics
 }
 
 // Acks is the primary's side of acknowledged replication: for each volume
@@ -75,10 +83,11 @@ type Acks struct {
 
 // ackVol is one volume's replication state on its primary.
 type ackVol struct {
-	mode     string
-	replicas map[string]*replicaAck // the other hosts, by host id
-	waiters  []*waiter
-	hist     history
+	mode      string
+	replicas  map[string]*replicaAck // the other hosts, by host id
+	waiters   []*waiter
+	hist      history
+	confirmed time.Time // Confirm succeeded then
 }
 
 // replicaAck is what the primary knows of one replica.
@@ -102,6 +111,9 @@ func NewAcks(cfg AcksConfig) *Acks {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ConfirmFor <= 0 {
+		cfg.ConfirmFor = time.Second
 	}
 	a := &Acks{cfg: cfg, log: cfg.Logger.With("component", "acks"), vols: map[segment.ID]*ackVol{},
 		stop: make(chan struct{})}
@@ -150,7 +162,7 @@ func (a *Acks) Set(base segment.ID, mode string, replicas []string) {
 			v.replicas[h] = &replicaAck{}
 		}
 	}
-	done := a.settleLocked(v, time.Now())
+	done := a.settleLocked(base, v, time.Now())
 	a.mu.Unlock()
 	run(done)
 }
@@ -210,7 +222,7 @@ func (a *Acks) Ack(base segment.ID, host string, pos segment.Position) error {
 		r.inSync = true
 		a.log.Info("replica in sync", "volume", base, "replica", host, "lsn", pos.LSN)
 	}
-	done := a.settleLocked(v, now)
+	done := a.settleLocked(base, v, now)
 	a.mu.Unlock()
 	run(done)
 	return nil
@@ -228,9 +240,15 @@ func (a *Acks) Await(base segment.ID, lsn uint64, done func(error)) {
 	now := time.Now()
 	a.mu.Lock()
 	v := a.vols[base]
-	if v == nil || v.satisfied(lsn) {
+	if v == nil {
 		a.mu.Unlock()
 		done(nil)
+		return
+	}
+	if v.satisfied(lsn) {
+		f := a.completeLocked(base, v, now, done)
+		a.mu.Unlock()
+		f()
 		return
 	}
 	v.waiters = append(v.waiters, &waiter{lsn: lsn, start: now, deadline: now.Add(a.cfg.Timeout), done: done})
@@ -304,7 +322,7 @@ func quorumOthers(n int) int { return n / 2 }
 // settleLocked completes the waiters the replicas now satisfy and, past
 // their deadline, the others: a sync volume drops the replicas that kept it
 // waiting from its in-sync set; a quorum write fails.
-func (a *Acks) settleLocked(v *ackVol, now time.Time) []func() {
+func (a *Acks) settleLocked(base segment.ID, v *ackVol, now time.Time) []func() {
 	var done []func()
 	keep := v.waiters[:0]
 	for _, w := range v.waiters {
@@ -321,7 +339,7 @@ func (a *Acks) settleLocked(v *ackVol, now time.Time) []func() {
 		}
 		if v.satisfied(w.lsn) {
 			a.met.wait.WithLabelValues(v.mode).Observe(now.Sub(w.start).Seconds())
-			done = append(done, func() { w.done(nil) })
+			done = append(done, a.completeLocked(base, v, now, w.done))
 			continue
 		}
 		keep = append(keep, w)
@@ -329,6 +347,47 @@ func (a *Acks) settleLocked(v *ackVol, now time.Time) []func() {
 	clear(v.waiters[len(keep):])
 	v.waiters = keep
 	return done
+}
+
+// completeLocked returns what acknowledges a satisfied write: done(nil),
+// unless the volume runs degraded (a sync volume with replicas, none in
+// sync) and its ownership was not confirmed within ConfirmFor: then a
+// goroutine asks Confirm first, and the write fails with ErrNotPrimary if
+// this host is no longer the primary.
+func (a *Acks) completeLocked(base segment.ID, v *ackVol, now time.Time, done func(error)) func() {
+	if a.cfg.Confirm == nil || !v.degraded() || now.Sub(v.confirmed) < a.cfg.ConfirmFor {
+		return func() { done(nil) }
+	}
+	return func() {
+		go func() {
+			err := a.cfg.Confirm(base)
+			if err == nil {
+				a.mu.Lock()
+				if v := a.vols[base]; v != nil {
+					v.confirmed = time.Now()
+				}
+				a.mu.Unlock()
+				done(nil)
+				return
+			}
+			a.log.Warn("write not acknowledged: no replica has it and this host could not confirm it is still the primary",
+				"volume", base, "err", err)
+			done(fmt.Errorf("volume %v: %w: %w", base, err, ErrNotPrimary))
+		}()
+	}
+}
+
+// degraded reports whether a sync volume with replicas has none in sync.
+func (v *ackVol) degraded() bool {
+	if v.mode != ModeSync || len(v.replicas) == 0 {
+		return false
+	}
+	for _, r := range v.replicas {
+		if r.inSync {
+			return false
+		}
+	}
+	return true
 }
 
 // dropLaggardsLocked takes the replicas that have not reached lsn out of
@@ -355,7 +414,7 @@ func (a *Acks) sweep() {
 		case now := <-t.C:
 			a.mu.Lock()
 			var done []func()
-			for _, v := range a.vols {
+			for base, v := range a.vols {
 				for h, r := range v.replicas {
 					if r.inSync && now.Sub(r.seen) > a.cfg.Timeout {
 						r.inSync = false
@@ -364,7 +423,7 @@ func (a *Acks) sweep() {
 							"acked_lsn", r.pos.LSN, "timeout", a.cfg.Timeout)
 					}
 				}
-				done = append(done, a.settleLocked(v, now)...)
+				done = append(done, a.settleLocked(base, v, now)...)
 			}
 			a.mu.Unlock()
 			run(done)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,4 +241,52 @@ func TestAckEndpoint(t *testing.T) {
 	if rs, _ := acks.Replicas(v.Base()); rs[0].LSN != pos.LSN {
 		t.Errorf("ack not recorded: %+v", rs)
 	}
+}
+
+// TestSyncDegradedConfirm: a sync volume none of whose replicas is in sync
+// acknowledges a write only after Confirm says this host is still the
+// primary (at most once a ConfirmFor); a host that lost the volume while
+// paused gets ErrNotPrimary and acknowledges nothing.
+func TestSyncDegradedConfirm(t *testing.T) {
+	_, st := segtest.NewStore(t, 64<<20, segment.Options{NoBackground: true})
+	v, err := st.Create(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls, owner := 0, true
+	acks := replicator.NewAcks(replicator.AcksConfig{Timeout: time.Second, ConfirmFor: time.Hour,
+		Head: func(segment.ID) (segment.Position, error) { return position(t, v), nil },
+		Confirm: func(segment.ID) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if !owner {
+				return errors.New("the catalog names another primary")
+			}
+			return nil
+		}})
+	t.Cleanup(acks.Close)
+	acks.Set(v.Base(), replicator.ModeSync, []string{"r1"}) // r1 never acknowledges: degraded
+	rv := acks.Volume(v)
+	for i := range 3 {
+		if _, err := rv.WriteAt(randBytes(uint64(i), 4096), 0); err != nil {
+			t.Fatalf("degraded write %d while the primary: %v", i, err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("Confirm called %d times for 3 writes within ConfirmFor, want 1", calls)
+	}
+	// lost ownership: a fresh tracker (no confirmation cached) refuses
+	acks2 := replicator.NewAcks(replicator.AcksConfig{Timeout: time.Second,
+		Head:    func(segment.ID) (segment.Position, error) { return position(t, v), nil },
+		Confirm: func(segment.ID) error { return errors.New("the catalog names another primary") }})
+	t.Cleanup(acks2.Close)
+	acks2.Set(v.Base(), replicator.ModeSync, []string{"r1"})
+	if _, err := acks2.Volume(v).WriteAt(randBytes(9, 4096), 0); !errors.Is(err, replicator.ErrNotPrimary) {
+		t.Errorf("degraded write on a host that is no longer the primary = %v, want ErrNotPrimary", err)
+	}
+	mu.Lock()
+	owner = false
+	mu.Unlock()
 }

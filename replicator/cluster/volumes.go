@@ -193,6 +193,19 @@ func Volumes(ctx context.Context, c *clientv3.Client) ([]Volume, error) {
 	return out, nil
 }
 
+// GetVolume reads one volume's entry from etcd now (a linearizable read:
+// what a majority of the members has); ErrVolumeNotFound if it has none.
+func GetVolume(ctx context.Context, c *clientv3.Client, id string) (Volume, error) {
+	resp, err := c.Get(ctx, volumesPrefix+id)
+	if err != nil {
+		return Volume{}, fmt.Errorf("catalog: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return Volume{}, fmt.Errorf("%s: %w", id, ErrVolumeNotFound)
+	}
+	return decodeVolume(resp.Kvs[0])
+}
+
 // Place picks n hosts for a new volume: self first if it is live, then the
 // hosts with the most free space. It fails if fewer than n are live.
 func Place(hosts []Host, self string, n int) ([]Host, error) {

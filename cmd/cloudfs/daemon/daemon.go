@@ -144,11 +144,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer cl.close()
-	acks := replicator.NewAcks(replicator.AcksConfig{Timeout: cfg.AckTimeout, Head: headOf(st), Logger: log, Metrics: reg})
+	var repl *replication
+	acks := replicator.NewAcks(replicator.AcksConfig{Timeout: cfg.AckTimeout, Head: headOf(st), Logger: log, Metrics: reg,
+		Confirm: func(base segment.ID) error { return repl.confirm(base) }})
 	defer acks.Close()
 	rt := newRoutes(secret)
 	host := &Host{st: st, devs: startDevices(st, cfg, reg, acks, rt), acks: acks}
-	repl := &replication{hc: cl, host: host, self: cfg.HostID, secret: secret, acks: acks, rt: rt, rate: cfg.ResyncRate,
+	repl = &replication{hc: cl, host: host, self: cfg.HostID, secret: secret, acks: acks, rt: rt, rate: cfg.ResyncRate,
 		fmet: replicator.NewFollowMetrics(reg), log: log.With("component", "replication"),
 		followers: map[string]context.CancelFunc{}, primaryOf: map[segment.ID]bool{}}
 	host.repl = repl

@@ -194,6 +194,22 @@ func (r *replication) reconcile(ctx context.Context) {
 	}
 }
 
+// confirm tells acks whether this host is still base's primary, by a
+// linearizable read of its catalog entry (acks asks before a sync volume
+// with no replica in sync acknowledges a write alone).
+func (r *replication) confirm(base segment.ID) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, err := cluster.GetVolume(ctx, r.hc.client, base.String())
+	if err != nil {
+		return err
+	}
+	if v.Primary != r.self {
+		return fmt.Errorf("the catalog names %s the primary", v.Primary)
+	}
+	return nil
+}
+
 // track makes acks wait for v's replicas by its mode.
 func (r *replication) track(base segment.ID, v cluster.Volume) {
 	others := slices.DeleteFunc(slices.Clone(v.Replicas), func(h string) bool { return h == r.self })
