@@ -53,7 +53,7 @@ type AcksConfig struct {
 	Timeout time.Duration
 	// Head returns a volume's current position on this host (the primary).
 	// Required: a replica is in sync when it has reached it.
-	Head    func(base segment.ID) (segment.Position, error)
+	Head func(base segment.ID) (segment.Position, error)
 	// Confirm, if set, is asked before a sync volume acknowledges a write
 	// that no replica has (every replica left the in-sync set): it must
 	// fail unless this host is still the volume's primary (a linearizable
