@@ -25,8 +25,29 @@ func (s *Store) applyRecord(h *Header, addr uint64) {
 		s.advance(v, h, addr)
 	case KindGap:
 		s.advance(s.cat.volume(h.Base), h, addr)
+	case KindView:
+		v := s.cat.volume(h.Base)
+		s.advance(v, h, addr)
+		v.epochLSN = h.LSN
+		// the store that wrote the view owns the volume in its epoch; any
+		// other store, the old owner included, holds no token for it
+		v.owned = h.LFlags&lflagOwned != 0 && v.epoch >= v.fence
 	case KindDelete:
 		s.deleteLocked(s.cat.volume(h.Base))
+	}
+}
+
+// fenceLocked records that epoch was seen for volume base without an entry:
+// entries of lower epochs are refused from now on, and if this store owns the
+// volume in a lower epoch it stops owning it. Caller holds s.mu.
+func (s *Store) fenceLocked(base ID, epoch uint64) {
+	v := s.cat.volume(base)
+	if v == nil {
+		return // deleted since the fence was planned
+	}
+	v.fence = max(v.fence, epoch)
+	if v.epoch < v.fence {
+		v.owned = false
 	}
 }
 
@@ -201,7 +222,7 @@ func (s *Store) dataMaps(base ID) []*extent.Map {
 // newVolumeLocked adds the volume a create or branch record makes.
 func (s *Store) newVolumeLocked(h *Header, addr uint64, parent *snapshot) {
 	v := &volume{base: h.Base, size: h.Aux, m: extent.New(), parent: parent, hdrs: map[uint32]int32{},
-		owned: h.LFlags&lflagOwned != 0, created: int64(addr)}
+		owned: h.LFlags&lflagOwned != 0, created: int64(addr), epochLSN: 1}
 	if parent != nil {
 		parent.refs++
 	}

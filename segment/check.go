@@ -30,10 +30,10 @@ func (r *Report) problem(format string, args ...any) {
 // Open does, then reads every record of every used segment (header crc, body
 // sum) and checks, independently of the live code, that every extent of every
 // map points into a verified record of the right volume at the right sector,
-// that every volume's chain links from its first entry to its head (and, for
-// the volumes this store owns, that every version id derives from its
-// entry), and that the per-segment accounting matches a recount. The store
-// must not be open elsewhere. It returns an error wrapping ErrCorrupt if it
+// that every volume's chain links from its first entry to its head across its
+// view changes (and, for the volumes this store owns, that every version id
+// of the owner's epoch derives from its entry), and that the per-segment
+// accounting matches a recount. The store must not be open elsewhere. It returns an error wrapping ErrCorrupt if it
 // found problems, with the report.
 func Check(dev device.Device) (*Report, error) {
 	s := &Store{dev: dev, readOnly: true, opts: Options{NoBackground: true}}
@@ -213,7 +213,9 @@ func (s *Store) checkChain(rep *Report, v *volume, entries []segRecord) {
 		if rn := v.runs.find(h.LSN); rn < 0 || v.runs[rn].seg != s.segOf(r.addr) {
 			rep.problem("volume %v: runs do not place lsn %d in segment %d", v.base, h.LSN, s.segOf(r.addr))
 		}
-		if v.owned && h.Kind != KindGap {
+		// the entries of the owner's epoch are its own (its create or view
+		// entry and the entries after it); earlier ones may be another's
+		if v.owned && h.Kind != KindGap && h.Epoch == v.epoch {
 			if _, id := chainStep(viewSecret(&s.sb.Secret, v.base, h.Epoch), h.Entropy); id != h.ID {
 				rep.problem("volume %v: lsn %d: id %v does not derive from its entropy", v.base, h.LSN, h.ID)
 			}
@@ -229,5 +231,14 @@ func (s *Store) checkChain(rep *Report, v *volume, entries []segRecord) {
 	last := entries[len(entries)-1].h
 	if last.ID != v.head || last.LSN != v.lsn {
 		rep.problem("volume %v: last entry lsn %d id %v, head says lsn %d id %v", v.base, last.LSN, last.ID, v.lsn, v.head)
+	}
+	epochLSN := entries[0].h.LSN
+	for _, r := range entries {
+		if r.h.Kind == KindView {
+			epochLSN = r.h.LSN
+		}
+	}
+	if epochLSN != v.epochLSN || last.Epoch != v.epoch {
+		rep.problem("volume %v: epoch %d from lsn %d in the log, index says epoch %d from lsn %d", v.base, last.Epoch, epochLSN, v.epoch, v.epochLSN)
 	}
 }

@@ -16,7 +16,13 @@ import (
 // into the log as checkpoint records, then a slot points at it; recovery loads
 // it and rolls forward from P. See docs/FORMAT.md "Checkpoint body".
 
-var ckptMagic = [8]byte{'C', 'F', 'C', 'K', 'B', 'O', 'D', 'Y'}
+// ckptMagic starts the checkpoint bodies this code writes (version 2: each
+// volume carries its fence and epoch lsn); ckptMagicV1 starts those of
+// earlier builds, which are still read (their volumes have neither).
+var (
+	ckptMagic   = [8]byte{'C', 'F', 'C', 'K', 'B', 'O', 'D', '2'}
+	ckptMagicV1 = [8]byte{'C', 'F', 'C', 'K', 'B', 'O', 'D', 'Y'}
+)
 
 // Checkpoint writes a checkpoint now. It is safe to call at any time; the
 // background goroutine calls it every CheckpointInterval or CheckpointBytes.
@@ -130,7 +136,7 @@ func (s *Store) ckptBodySizeLocked() int64 {
 		n += 3*idSize + 8 + 8 + mapHeader + extentItem*int64(sn.m.Len())
 	}
 	for _, v := range s.cat.volumes() {
-		n += 4*idSize + 4*8 + 1 + 4 + 20*int64(len(v.runs)) + 4 + 8*int64(len(v.hdrs)) +
+		n += 4*idSize + 4*8 + 1 + 2*8 + 4 + 20*int64(len(v.runs)) + 4 + 8*int64(len(v.hdrs)) +
 			mapHeader + extentItem*int64(v.m.Len())
 	}
 	return n
@@ -215,6 +221,8 @@ func (s *Store) encodeVolume(e *enc, v *volume) {
 	} else {
 		e.u8(0)
 	}
+	e.u64(v.fence)
+	e.u64(v.epochLSN)
 	e.u32(uint32(len(v.runs)))
 	for _, r := range v.runs {
 		e.u64(r.first)
@@ -313,9 +321,10 @@ type ckptState struct {
 // decodeCheckpoint parses a checkpoint body for a store of nsegs segments.
 // Every inconsistency is ErrCorrupt; it never panics on any input.
 func decodeCheckpoint(b []byte, nsegs int) (*ckptState, error) {
-	if len(b) < 8 || [8]byte(b[:8]) != ckptMagic {
+	if len(b) < 8 || [8]byte(b[:8]) != ckptMagic && [8]byte(b[:8]) != ckptMagicV1 {
 		return nil, fmt.Errorf("checkpoint body: bad magic: %w", ErrCorrupt)
 	}
+	v1 := [8]byte(b[:8]) == ckptMagicV1
 	d := &dec{b: b[8:]}
 	st := &ckptState{gen: d.u64(), segSq: d.u64()}
 	if n := d.count(25); n != nsegs {
@@ -344,7 +353,7 @@ func decodeCheckpoint(b []byte, nsegs int) (*ckptState, error) {
 	n = d.count(4*IDSize + 8)
 	seen := map[ID]bool{}
 	for i := 0; i < n && d.err == nil; i++ {
-		v, err := decodeVolume(d, snaps, nsegs)
+		v, err := decodeVolume(d, snaps, nsegs, v1)
 		if err != nil {
 			return nil, err
 		}
@@ -371,17 +380,29 @@ func linkParent(snaps map[ID]*snapshot, version ID, dst **snapshot) error {
 	return nil
 }
 
-func decodeVolume(d *dec, snaps map[ID]*snapshot, nsegs int) (*volume, error) {
+// decodeVolume decodes a volume of a checkpoint body; v1: of version 1, which
+// has no fence nor epoch lsn.
+func decodeVolume(d *dec, snaps map[ID]*snapshot, nsegs int, v1 bool) (*volume, error) {
 	v := &volume{base: d.id(), hdrs: map[uint32]int32{}}
 	parent := d.id()
 	v.head, v.entropy = d.id(), d.id()
 	v.size, v.created, v.lsn, v.epoch = d.u64(), int64(d.u64()), d.u64(), d.u64()
 	v.owned = d.u8() == 1
+	if v1 {
+		v.epochLSN = min(v.lsn, 1) // version 1 knew one epoch per volume
+	} else {
+		v.fence, v.epochLSN = d.u64(), d.u64()
+	}
+	// a fence above the epoch leaves the volume without an owner here
+	v.owned = v.owned && v.epoch >= v.fence
 	bad := func(what string) error {
 		return fmt.Errorf("checkpoint body: volume %v: %s: %w", v.base, what, ErrCorrupt)
 	}
 	if err := linkParent(snaps, parent, &v.parent); err != nil {
 		return nil, bad("unknown parent")
+	}
+	if v.epochLSN > v.lsn {
+		return nil, bad(fmt.Sprintf("epoch from lsn %d after lsn %d", v.epochLSN, v.lsn))
 	}
 	nr := d.count(20)
 	for j := 0; j < nr && d.err == nil; j++ {

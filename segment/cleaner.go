@@ -256,7 +256,9 @@ func (s *Store) survivors(recs []segRecord) []*rec {
 			out = append(out, s.relocated(sr, ID{})) // header-only already
 		case zeros && vol != nil:
 			out = append(out, s.dropped(sr))
-		case vol != nil && (h.Kind == KindCreate || h.Kind == KindBranch):
+		case vol != nil && (h.Kind == KindCreate || h.Kind == KindBranch || h.Kind == KindView):
+			// a view never becomes a gap: its link is a version id, not a
+			// token, and it is where the volume's epoch changes
 			out = append(out, s.relocated(sr, ID{}))
 		case vol != nil:
 			out = append(out, s.gapOf(sr))

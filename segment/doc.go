@@ -24,10 +24,19 @@
 // # Versions, tokens, branches
 //
 // Each entry has a version id from a hash chain; only the holder of the
-// volume's token (the store that created it, for now) can extend the chain,
-// and Apply verifies each entry's link before appending it. Branch freezes a
-// volume's extent map as a snapshot in O(1); the volume and the branch both
-// read through it.
+// volume's token (the store that created it, or the last to take it over)
+// can extend the chain, and Apply verifies each entry's link before
+// appending it. Branch freezes a volume's extent map as a snapshot in O(1);
+// the volume and the branch both read through it.
+//
+// # Ownership
+//
+// Every entry carries its volume's ownership epoch. TakeOver appends a view
+// entry that makes this store the owner in a new, higher epoch (the cluster
+// decides epochs; the store enforces their order); stores that apply it,
+// the old owner included, follow the new owner. Fence records a newer epoch
+// without an entry. Apply refuses entries of an epoch older than the newest
+// seen (ErrStaleEpoch), so a paused old owner cannot get its writes logged.
 //
 // # Recovery, cleaning, checking
 //

@@ -34,6 +34,13 @@ var (
 	// ErrDeviceFailed: a device write or sync failed; the store stops accepting
 	// writes (reads still work) until it is reopened and recovered.
 	ErrDeviceFailed = errors.New("segment: device failed, store is read-only until reopened")
+	// ErrStaleEpoch: an epoch older than one this store has seen for the
+	// volume. TakeOver returns it for an epoch not above the volume's epoch
+	// (or below its fence); Apply and ApplyLive for an entry of an epoch
+	// below the highest seen (a fenced old primary's), and then it also
+	// wraps ErrLink: such an entry is one that does not extend the chain as
+	// this store holds it, rejected and changing nothing.
+	ErrStaleEpoch = errors.New("segment: stale epoch")
 	// ErrExists: a volume with that id already exists.
 	ErrExists = errors.New("segment: already exists")
 )

@@ -168,6 +168,7 @@ func headerCases() []headerCase {
 	zero := Header{Kind: KindData, Flags: FlagZero, NSect: 4096, LBA: 8, LSN: 6, Epoch: 1, Base: ID{1}, Link: ID{2}}
 	create := Header{Kind: KindCreate, LSN: 1, Epoch: 1, Aux: 1 << 20, Base: ID{1}, ID: ID{3}, Entropy: ID{4}, LFlags: lflagOwned}
 	gap := Header{Kind: KindGap, FirstLSN: 3, LSN: 7, Epoch: 1, Base: ID{1}, Link: ID{2}, LFlags: lflagRelocated, From: 4096}
+	view := Header{Kind: KindView, LSN: 8, Epoch: 3, Base: ID{1}, Link: ID{5}, ID: ID{6}, Entropy: ID{7}, LFlags: lflagOwned}
 	var cases []headerCase
 	for _, h := range sampleHeaders() {
 		cases = append(cases, headerCase{name: "valid " + h.Kind.String(), h: h})
@@ -186,9 +187,11 @@ func headerCases() []headerCase {
 
 		{name: "bad magic", h: d, bytes: flip(0), want: ErrCorrupt},
 		{name: "kind 0", h: withHeader(d, func(h *Header) { h.Kind = 0 }), want: ErrCorrupt},
-		{name: "kind 9", h: withHeader(d, func(h *Header) { h.Kind = kindMax + 1 }), want: ErrCorrupt},
+		{name: "kind 10", h: withHeader(d, func(h *Header) { h.Kind = kindMax + 1 }), want: ErrCorrupt},
 		{name: "kind 255", h: withHeader(d, func(h *Header) { h.Kind = 255 }), want: ErrCorrupt},
-		{name: "record version 2", h: d, bytes: func(b []byte) { b[53] = 2 }, want: ErrUnsupportedFormat},
+		{name: "record version 3", h: d, bytes: func(b []byte) { b[53] = 3 }, want: ErrUnsupportedFormat},
+		{name: "data record of record version 2", h: d, bytes: func(b []byte) { b[53] = 2 }, want: ErrCorrupt},
+		{name: "view record of record version 1", h: view, bytes: func(b []byte) { b[53] = 1 }, want: ErrCorrupt},
 		{name: "record version 0", h: d, bytes: func(b []byte) { b[53] = 0 }, want: ErrUnsupportedFormat},
 		{name: "reserved byte 204 set", h: d, bytes: func(b []byte) { b[204] = 1 }, want: ErrCorrupt},
 		{name: "reserved byte 255 set", h: d, bytes: func(b []byte) { b[bitmapOff-1] = 0x80 }, want: ErrCorrupt},
@@ -224,6 +227,12 @@ func headerCases() []headerCase {
 		{name: "gap: body", h: withHeader(gap, func(h *Header) { h.NBody = 1 }), want: ErrCorrupt},
 		{name: "gap: first lsn 0", h: withHeader(gap, func(h *Header) { h.FirstLSN = 0 }), want: ErrCorrupt},
 		{name: "gap: first lsn after lsn", h: withHeader(gap, func(h *Header) { h.FirstLSN = h.LSN + 1 }), want: ErrCorrupt},
+		{name: "valid view at lsn 2 of epoch 2", h: withHeader(view, func(h *Header) { h.LSN, h.Epoch = 2, 2 })},
+		{name: "view: lsn 1", h: withHeader(view, func(h *Header) { h.LSN = 1 }), want: ErrCorrupt},
+		{name: "view: epoch 1", h: withHeader(view, func(h *Header) { h.Epoch = 1 }), want: ErrCorrupt},
+		{name: "view: aux set", h: withHeader(view, func(h *Header) { h.Aux = 1 << 20 }), want: ErrCorrupt},
+		{name: "view: body", h: withHeader(view, func(h *Header) { h.NBody = 1 }), want: ErrCorrupt},
+		{name: "view: nsect set", h: withHeader(view, func(h *Header) { h.NSect = 1 }), want: ErrCorrupt},
 	}...)
 	return cases
 }

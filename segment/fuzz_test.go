@@ -244,6 +244,7 @@ func sampleHeaders() []Header {
 		{GSeq: 6, Kind: KindCheckpoint, Aux: 2, LSN: 1, NBody: MaxEntrySectors},
 		{GSeq: 7, Kind: KindGap, LSN: 9, FirstLSN: 5, Epoch: 1, Base: base, Link: link, ID: ID{0xae}, Entropy: ID{0xf2},
 			LFlags: lflagRelocated, From: 2048 + 8},
+		{GSeq: 8, Kind: KindView, LSN: 10, Epoch: 7, Base: base, Link: ID{0xae}, ID: ID{0xaf}, Entropy: ID{0xf3}, LFlags: lflagOwned},
 	}
 	reloc := data
 	reloc.LFlags, reloc.Owner, reloc.From = lflagRelocated, ID{0x55}, 4096
@@ -372,6 +373,14 @@ func runHistory(tb testing.TB, s *Store) (a, b *Volume) {
 	if err := s.Delete(c.Base()); err != nil {
 		tb.Fatal(err)
 	}
+	// ownership: a is fenced at epoch 2 (read-only here; Fence checkpoints),
+	// then taken over in epoch 3
+	if err := s.Fence(a.Base(), 2); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := s.TakeOver(a.Base(), 3); err != nil {
+		tb.Fatal(err)
+	}
 	for i := range 4 { // overwrite a: seals segment 0, leaves it mostly dead
 		writeMiB(byte(10 + i))
 	}
@@ -390,6 +399,10 @@ func runHistory(tb testing.TB, s *Store) (a, b *Volume) {
 	mustWrite(tb, a, pattern(16<<10, 20, 3), 128<<10)
 	mustWrite(tb, a, pattern(1<<20, 22), 0)
 	mustWrite(tb, b, pattern(4096, 21), 0)
+	if _, err := s.TakeOver(b.Base(), 2); err != nil { // a view entry to roll forward
+		tb.Fatal(err)
+	}
+	mustWrite(tb, b, pattern(4096, 23), 8192)
 	if err := b.Flush(); err != nil {
 		tb.Fatal(err)
 	}
@@ -405,8 +418,10 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 	for _, b := range bodies {
 		f.Add(b, uint8(nsegs))
 		f.Add(b, uint8(nsegs+1))
+		f.Add(ckptBodyV1(f, b), uint8(nsegs)) // the version before view entries
 	}
 	f.Add(ckptMagic[:], uint8(0))
+	f.Add(ckptMagicV1[:], uint8(0))
 	f.Fuzz(func(t *testing.T, b []byte, n uint8) {
 		nsegs := int(n % 32)
 		st, err := decodeCheckpoint(b, nsegs)
@@ -487,8 +502,8 @@ func ckptString(st *ckptState) string {
 		for i, seg := range segs {
 			hdrs[i] = fmt.Sprintf("%d:%d", seg, v.hdrs[seg])
 		}
-		vols = append(vols, fmt.Sprintf("vol %v parent %v head %v entropy %v size %d created %d lsn %d epoch %d owned %v runs %v hdrs %v map %x",
-			v.base, versionOf(v.parent), v.head, v.entropy, v.size, v.created, v.lsn, v.epoch, v.owned, v.runs, hdrs, v.m.AppendBinary(nil)))
+		vols = append(vols, fmt.Sprintf("vol %v parent %v head %v entropy %v size %d created %d lsn %d epoch %d from %d fence %d owned %v runs %v hdrs %v map %x",
+			v.base, versionOf(v.parent), v.head, v.entropy, v.size, v.created, v.lsn, v.epoch, v.epochLSN, v.fence, v.owned, v.runs, hdrs, v.m.AppendBinary(nil)))
 	}
 	sort.Strings(snaps)
 	sort.Strings(vols)
@@ -523,6 +538,10 @@ func newStreamFixture(tb testing.TB) streamFixture {
 	b := branchVolume(tb, src, ID{0xb}, x.Version)
 	mustWrite(tb, b, pattern(4096, 3), 0)
 	mustWrite(tb, a, pattern(4096, 4), 8192)
+	if _, err := src.TakeOver(a.Base(), 2); err != nil { // a view entry, and entries after it
+		tb.Fatal(err)
+	}
+	mustWrite(tb, a, pattern(4096, 5), 12288)
 	head := mustInfo(tb, a)
 	fx.seeds = [][]byte{
 		fx.prelude,
@@ -607,7 +626,7 @@ func FuzzDecodeStream(f *testing.F) {
 // isApplyError reports whether err is one Apply documents, or a stream that
 // ends inside its header (io.EOF and io.ErrUnexpectedEOF from the reader).
 func isApplyError(err error) bool {
-	for _, e := range []error{ErrCorrupt, ErrLink, ErrUnsupportedFormat, ErrVersionUnavailable, ErrNoSpace, io.EOF, io.ErrUnexpectedEOF} {
+	for _, e := range []error{ErrCorrupt, ErrLink, ErrStaleEpoch, ErrUnsupportedFormat, ErrVersionUnavailable, ErrNoSpace, io.EOF, io.ErrUnexpectedEOF} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -843,7 +862,7 @@ func checkImageKinds(tb testing.TB, dev device.Device, uuid [16]byte, addrs []in
 			seen["merged gap"]++
 		}
 	}
-	for _, k := range []string{"data", "create", "branch", "delete", "pad", "next", "checkpoint", "gap", "relocated data", "merged gap"} {
+	for _, k := range []string{"data", "create", "branch", "delete", "pad", "next", "checkpoint", "gap", "view", "relocated data", "merged gap"} {
 		if seen[k] == 0 {
 			tb.Errorf("fixture log has no %s record; has %v", k, seen)
 		}

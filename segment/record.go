@@ -20,10 +20,14 @@ const (
 	KindNext       Kind = 6 // local: the log continues at segment Aux
 	KindCheckpoint Kind = 7 // local: chunk LSN of checkpoint generation Aux
 	KindGap        Kind = 8 // entries FirstLSN..LSN of Base were compacted away (no data)
-	kindMax             = KindGap
+	// KindView: a view change. The store that wrote it owns volume Base from
+	// this entry on, in epoch Epoch (greater than the epoch before it); Link
+	// is the public version id of the entry before it (lsn LSN-1). No data.
+	KindView Kind = 9
+	kindMax       = KindView
 )
 
-var kindNames = [...]string{"", "data", "create", "branch", "delete", "pad", "next", "checkpoint", "gap"}
+var kindNames = [...]string{"", "data", "create", "branch", "delete", "pad", "next", "checkpoint", "gap", "view"}
 
 func (k Kind) String() string {
 	if k == 0 || k > kindMax {
@@ -35,7 +39,24 @@ func (k Kind) String() string {
 // chained reports whether records of this kind are entries of a volume's hash
 // chain (streamed to replicas), as opposed to records local to this store.
 func (k Kind) chained() bool {
-	return k == KindData || k == KindCreate || k == KindBranch || k == KindGap
+	return k == KindData || k == KindCreate || k == KindBranch || k == KindGap || k == KindView
+}
+
+// Record versions (header byte 53). A view record has version 2, every other
+// kind version 1: a build that predates view records refuses a log or stream
+// holding one with ErrUnsupportedFormat, instead of taking it for a corrupt
+// record (the end of the log, then written over). See docs/FORMAT.md §14.
+const (
+	recordV1 = 1
+	recordV2 = 2 // KindView
+)
+
+// recordVersion is the record version a record of kind k is written with.
+func recordVersion(k Kind) byte {
+	if k == KindView {
+		return recordV2
+	}
+	return recordV1
 }
 
 // Record flags (portable).
@@ -59,7 +80,7 @@ const (
 	// diagnosis; a gap uses Owner[0:4] for its count, see gapCount).
 	lflagRelocated uint32 = 1 << 0
 	// lflagOwned: the store created this entry as the token holder (create,
-	// branch): it holds the volume's view secret for the record's epoch.
+	// branch, view): it holds the volume's view secret for the record's epoch.
 	lflagOwned uint32 = 1 << 1
 )
 
@@ -120,7 +141,7 @@ type Header struct {
 //	 40    8 from         local
 //	 48    4 sum          portable: crc32c(body || header[52:512])
 //	 52    1 kind
-//	 53    1 record version (1)
+//	 53    1 record version (1; 2 for a view record)
 //	 54    2 flags
 //	 56    4 nsect
 //	 60    4 nbody
@@ -173,7 +194,7 @@ func (h *Header) encodePortable(b []byte) {
 	le := binary.LittleEndian
 	le.PutUint32(b[48:], h.Sum)
 	b[52] = byte(h.Kind)
-	b[53] = 1
+	b[53] = recordVersion(h.Kind)
 	le.PutUint16(b[54:], h.Flags)
 	le.PutUint32(b[56:], h.NSect)
 	le.PutUint32(b[60:], h.NBody)
@@ -258,8 +279,10 @@ func (h *Header) decodePortable(b []byte) error {
 	le := binary.LittleEndian
 	h.Sum = le.Uint32(b[48:])
 	h.Kind = Kind(b[52])
-	if v := b[53]; v != 1 {
+	if v := b[53]; v != recordV1 && v != recordV2 {
 		return fmt.Errorf("record header: record version %d: %w", v, ErrUnsupportedFormat)
+	} else if h.Kind >= 1 && h.Kind <= kindMax && v != recordVersion(h.Kind) {
+		return fmt.Errorf("record header: %v record of record version %d: %w", h.Kind, v, ErrCorrupt)
 	}
 	h.Flags = le.Uint16(b[54:])
 	h.NSect = le.Uint32(b[56:])
@@ -303,6 +326,9 @@ func (h *Header) validate() error {
 		}
 		if h.Kind == KindGap && (h.FirstLSN == 0 || h.FirstLSN > h.LSN) {
 			return bad(fmt.Sprintf("lsn range %d..%d", h.FirstLSN, h.LSN))
+		}
+		if h.Kind == KindView && (h.LSN < 2 || h.Epoch < 2 || h.Aux != 0) {
+			return bad(fmt.Sprintf("lsn %d, epoch %d, aux %d", h.LSN, h.Epoch, h.Aux))
 		}
 		if (h.Kind == KindCreate || h.Kind == KindBranch) &&
 			(h.LSN != 1 || h.Aux == 0 || h.Aux%SectorSize != 0 || h.Aux/SectorSize > maxVolumeSectors) {

@@ -316,7 +316,10 @@ func checkExtent(size uint64, h *Header) error {
 	return nil
 }
 
-// checkLink verifies that entry h extends a chain whose head is (lsn, head).
+// checkLink verifies that entry h extends a chain whose head is (lsn, head)
+// of epoch epoch. A view entry links to the head's public id and raises the
+// epoch; every other entry reveals the head's token and keeps the epoch. An
+// entry of a lower epoch wraps ErrStaleEpoch as well as ErrLink.
 func checkLink(lsn uint64, head ID, epoch uint64, h *Header) error {
 	first := h.LSN
 	if h.Kind == KindGap {
@@ -325,10 +328,14 @@ func checkLink(lsn uint64, head ID, epoch uint64, h *Header) error {
 	if first != lsn+1 {
 		return fmt.Errorf("volume %v: entry lsn %d after lsn %d: %w", h.Base, first, lsn, ErrLink)
 	}
-	if h.Epoch < epoch {
-		return fmt.Errorf("volume %v: entry epoch %d < %d: %w", h.Base, h.Epoch, epoch, ErrLink)
-	}
-	if !linkMatches(h.Link, head) {
+	switch {
+	case h.Epoch < epoch || h.Kind == KindView && h.Epoch == epoch:
+		return fmt.Errorf("volume %v: %v entry lsn %d of epoch %d after epoch %d: %w: %w", h.Base, h.Kind, h.LSN, h.Epoch, epoch, ErrStaleEpoch, ErrLink)
+	case h.Kind != KindView && h.Epoch != epoch:
+		return fmt.Errorf("volume %v: %v entry lsn %d of epoch %d after epoch %d without a view entry: %w", h.Base, h.Kind, h.LSN, h.Epoch, epoch, ErrLink)
+	case h.Kind == KindView && h.Link != head:
+		return fmt.Errorf("volume %v: view entry lsn %d does not link to head %v: %w", h.Base, h.LSN, head, ErrLink)
+	case h.Kind != KindView && !linkMatches(h.Link, head):
 		return fmt.Errorf("volume %v: entry lsn %d does not link to head %v: %w", h.Base, h.LSN, head, ErrLink)
 	}
 	return nil
@@ -391,11 +398,11 @@ const gseqJump = 1 << 32
 
 // restoreTokens builds the writer's view of every volume, recomputing for the
 // volumes this store owns the token that extends the chain: S(head) =
-// H(s || E(head)).
+// H(s || E(head)), s the view secret of the head's epoch.
 func (s *Store) restoreTokens() {
 	s.wchain = map[ID]*wvol{}
 	for _, v := range s.cat.volumes() {
-		w := &wvol{head: v.head, lsn: v.lsn, epoch: v.epoch, size: v.size, owned: v.owned}
+		w := &wvol{head: v.head, lsn: v.lsn, epoch: v.epoch, epochLSN: v.epochLSN, fence: v.fence, size: v.size, owned: v.owned}
 		if v.owned {
 			w.token, _ = chainStep(viewSecret(&s.sb.Secret, v.base, v.epoch), v.entropy)
 		}

@@ -200,8 +200,16 @@ type volume struct {
 	head    ID
 	entropy ID
 	lsn     uint64
-	epoch   uint64
-	owned   bool
+	epoch   uint64 // the head's epoch
+	// epochLSN: lsn of the first entry of epoch (its view entry, or the
+	// create or branch): the entries from it to the head are of epoch.
+	epochLSN uint64
+	// fence: the highest epoch Fence recorded (0: none). Entries of an
+	// epoch below max(epoch, fence) are refused (seenEpoch).
+	fence uint64
+	// owned: this store holds the view secret of epoch and no fence above
+	// epoch was recorded: it can extend the chain.
+	owned bool
 
 	deleted bool // the volume was deleted; handles return ErrNotFound
 
@@ -214,10 +222,14 @@ type volume struct {
 // wvol is a volume as the writer sees it: its chain including the records
 // planned but not yet applied.
 type wvol struct {
-	head, token      ID
-	lsn, epoch, size uint64
-	owned            bool
+	head, token                       ID
+	lsn, epoch, epochLSN, fence, size uint64
+	owned                             bool
 }
+
+// seenEpoch is the highest epoch this store has seen for a volume whose head
+// has epoch epoch and whose fence is fence: entries below it are stale.
+func seenEpoch(epoch, fence uint64) uint64 { return max(epoch, fence) }
 
 // wsnap is a snapshot a planned branch will freeze when it is applied.
 type wsnap struct {

@@ -389,9 +389,12 @@ const applyChunkBytes = 64 << 20
 // entry that does not verify leaves the volume at the last good chunk — a
 // version of the sender's history. Errors wrap ErrCorrupt (bytes that do not
 // verify, a truncated stream), ErrLink (an entry that does not extend the
-// chain, a fork), ErrUnsupportedFormat, ErrVersionUnavailable (a branch of a
-// version this store lacks) or ErrNoSpace. Entries this store already has are
-// skipped.
+// chain, a fork), ErrStaleEpoch together with ErrLink (an entry of an epoch
+// older than this store has seen for the volume: an old owner's; see
+// TakeOver and Fence), ErrUnsupportedFormat, ErrVersionUnavailable (a branch
+// of a version this store lacks) or ErrNoSpace. Entries this store already
+// has are skipped. A view entry applied makes this store not the volume's
+// owner (if it was).
 func (s *Store) Apply(r io.Reader) (ApplyStats, error) {
 	return s.apply(r, nil)
 }
@@ -493,10 +496,12 @@ type shadow struct {
 }
 
 type chainState struct {
-	lsn   uint64
-	head  ID
-	epoch uint64
-	size  uint64
+	lsn      uint64
+	head     ID
+	epoch    uint64
+	epochLSN uint64 // lsn of the first entry of epoch
+	fence    uint64
+	size     uint64
 }
 
 func newShadow(s *Store) *shadow { return &shadow{s: s, vols: map[ID]*chainState{}} }
@@ -510,7 +515,7 @@ func (sv *shadow) state(base ID) *chainState {
 		if w == nil {
 			return nil
 		}
-		c := &chainState{lsn: w.lsn, head: w.head, epoch: w.epoch, size: w.size}
+		c := &chainState{lsn: w.lsn, head: w.head, epoch: w.epoch, epochLSN: w.epochLSN, fence: w.fence, size: w.size}
 		sv.vols[base] = c
 		return c
 	}
@@ -520,7 +525,7 @@ func (sv *shadow) state(base ID) *chainState {
 	if v == nil {
 		return nil
 	}
-	c := &chainState{lsn: v.lsn, head: v.head, epoch: v.epoch, size: v.size}
+	c := &chainState{lsn: v.lsn, head: v.head, epoch: v.epoch, epochLSN: v.epochLSN, fence: v.fence, size: v.size}
 	sv.vols[base] = c
 	return c
 }
@@ -538,15 +543,26 @@ func (sv *shadow) accept(h *Header) (skip bool, err error) {
 				return false, err
 			}
 		}
-		sv.vols[h.Base] = &chainState{lsn: 1, head: h.ID, epoch: h.Epoch, size: h.Aux}
+		sv.vols[h.Base] = &chainState{lsn: 1, head: h.ID, epoch: h.Epoch, epochLSN: 1, size: h.Aux}
 		return false, nil
 	case c == nil:
 		return false, fmt.Errorf("entry lsn %d of unknown volume %v: %w", h.LSN, h.Base, ErrLink)
-	case h.LSN <= c.lsn:
-		if h.LSN == c.lsn && h.ID != c.head {
-			return false, fmt.Errorf("volume %v lsn %d: version %v here, %v in the stream (fork): %w", h.Base, h.LSN, c.head, h.ID, ErrLink)
-		}
+	case h.LSN == c.lsn && h.ID == c.head:
 		return true, nil
+	case h.LSN <= c.lsn && h.Epoch > c.epoch:
+		// entries up to the head have epochs up to the head's: this one is
+		// of another history
+		return false, fmt.Errorf("volume %v lsn %d: epoch %d in the stream, head lsn %d of epoch %d here (fork): %w", h.Base, h.LSN, h.Epoch, c.lsn, c.epoch, ErrLink)
+	case h.LSN < c.epochLSN:
+		return true, nil // an entry of an earlier epoch, taken as in this history
+	case h.Epoch < seenEpoch(c.epoch, c.fence) && (h.LSN > c.lsn || h.Epoch < c.epoch):
+		// a new entry of an epoch below the one seen, or an entry where this
+		// history has the head's epoch already: an old owner's
+		return false, fmt.Errorf("volume %v lsn %d: epoch %d, this store has seen epoch %d: %w: %w", h.Base, h.LSN, h.Epoch, seenEpoch(c.epoch, c.fence), ErrStaleEpoch, ErrLink)
+	case h.LSN < c.lsn:
+		return true, nil
+	case h.LSN == c.lsn:
+		return false, fmt.Errorf("volume %v lsn %d: version %v here, %v in the stream (fork): %w", h.Base, h.LSN, c.head, h.ID, ErrLink)
 	}
 	if err := checkExtent(c.size, h); err != nil {
 		return false, err
@@ -555,6 +571,9 @@ func (sv *shadow) accept(h *Header) (skip bool, err error) {
 		return false, err
 	}
 	c.lsn, c.head, c.epoch = h.LSN, h.ID, h.Epoch
+	if h.Kind == KindView {
+		c.epochLSN = h.LSN
+	}
 	return false, nil
 }
 
@@ -599,11 +618,14 @@ func (s *Store) planApply(b *batch, o *op) error {
 	for _, r := range o.recs { // later ops see these entries
 		h := &r.h
 		if h.Kind == KindCreate || h.Kind == KindBranch {
-			s.wchain[h.Base] = &wvol{head: h.ID, lsn: 1, epoch: h.Epoch, size: h.Aux}
+			s.wchain[h.Base] = &wvol{head: h.ID, lsn: 1, epoch: h.Epoch, epochLSN: 1, size: h.Aux}
 			continue
 		}
 		w := s.wchain[h.Base]
 		w.head, w.lsn, w.epoch = h.ID, h.LSN, h.Epoch
+		if h.Kind == KindView { // another store owns the volume now
+			w.epochLSN, w.owned, w.token = h.LSN, false, ID{}
+		}
 	}
 	return nil
 }

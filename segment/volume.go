@@ -25,12 +25,16 @@ type Info struct {
 	LSN     uint64
 	Epoch   uint64
 	Size    uint64 // bytes
-	Owned   bool   // this store holds the access token (it can write)
+	Owned   bool   // this store holds the access token (it can write): it created the volume or took it over (TakeOver), and no newer owner or fence was seen since
 	Parent  ID     // version the volume reads through to (its branch point), zero for none
 	// MappedBytes and ZeroBytes are what the volume's own extent map holds
 	// (not counting what it reads through its parent).
 	MappedBytes, ZeroBytes uint64
 	Extents                int
+	// FencedEpoch is the highest epoch this store has seen for the volume:
+	// Epoch, or a higher one given to Fence. Apply refuses entries of lower
+	// epochs (ErrStaleEpoch).
+	FencedEpoch uint64
 }
 
 // Create makes a new volume of size bytes (a multiple of 512) and holds its
@@ -114,7 +118,7 @@ func (v *Volume) Info() (Info, error) {
 	}
 	data, zero := vol.m.Sectors()
 	in := Info{Base: vol.base, Version: vol.head, LSN: vol.lsn, Epoch: vol.epoch, Size: vol.size, Owned: vol.owned,
-		MappedBytes: data * SectorSize, ZeroBytes: zero * SectorSize, Extents: vol.m.Len()}
+		MappedBytes: data * SectorSize, ZeroBytes: zero * SectorSize, Extents: vol.m.Len(), FencedEpoch: seenEpoch(vol.epoch, vol.fence)}
 	if vol.parent != nil {
 		in.Parent = vol.parent.version
 	}

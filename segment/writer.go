@@ -22,14 +22,17 @@ const (
 	opRelocate                 // records the cleaner copies
 	opCheckpoint               // checkpoint chunks
 	opRetry                    // from the background: space was reclaimed (or not); retry parked ops
+	opView                     // a view record: this store takes the volume over in epoch
+	opFence                    // no records: the volume's fence rises to epoch
 )
 
 // op is one unit of work for the writer. Its records go into the log together
 // or not at all, and done is called once, in log order.
 type op struct {
 	kind     opKind
-	base     ID // the volume (write, create, branch, delete)
-	version  ID // branch: the version branched from
+	base     ID     // the volume (write, create, branch, delete, view, fence)
+	version  ID     // branch: the version branched from
+	epoch    uint64 // view, fence: the new epoch
 	size     uint64
 	recs     []*rec
 	sync     bool // FUA, flush, metadata: durable before done
@@ -353,6 +356,9 @@ func (s *Store) applyBatch(b *batch) {
 		if o.kind == opCreate || o.kind == opBranch {
 			o.vol = s.cat.volume(o.recs[0].h.Base)
 		}
+		if o.kind == opFence {
+			s.fenceLocked(o.base, o.epoch)
+		}
 	}
 	// Only now, with its records applied, is a segment sealed: the cleaner
 	// picks only sealed segments, and a checkpoint sees the applied state.
@@ -544,6 +550,10 @@ func (s *Store) plan(b *batch, o *op) error {
 		return s.planDelete(b, o)
 	case opApply:
 		return s.planApply(b, o)
+	case opView:
+		return s.planView(b, o)
+	case opFence:
+		return s.planFence(o)
 	case opRelocate, opCheckpoint:
 		return s.placeAll(b, o)
 	}
@@ -636,7 +646,7 @@ func (s *Store) planNew(b *batch, o *op) error {
 	}
 	secret := viewSecret(&s.sb.Secret, h.Base, h.Epoch)
 	token, id := s.seal1(h, 0, secret, make([]byte, HeaderSize))
-	s.wchain[h.Base] = &wvol{head: id, token: token, lsn: 1, epoch: h.Epoch, size: h.Aux, owned: true}
+	s.wchain[h.Base] = &wvol{head: id, token: token, lsn: 1, epoch: h.Epoch, epochLSN: 1, size: h.Aux, owned: true}
 	s.place(b, r)
 	return nil
 }
@@ -672,6 +682,43 @@ func (s *Store) branchSource(version ID) (src branchSrc, pending bool, err error
 		return p.src, true, nil
 	}
 	return branchSrc{}, false, fmt.Errorf("branch of %v: not the head of a volume nor a retained snapshot: %w", version, ErrVersionUnavailable)
+}
+
+// planView plans a view record: this store takes volume o.base over in
+// epoch o.epoch, linking to the head by its public id, and holds the token
+// from then on.
+func (s *Store) planView(b *batch, o *op) error {
+	w := s.wchain[o.base]
+	if w == nil {
+		return fmt.Errorf("volume %v: %w", o.base, ErrNotFound)
+	}
+	if o.epoch <= w.epoch || o.epoch < w.fence {
+		return fmt.Errorf("volume %v: take over in epoch %d: epoch %d, fenced at %d: %w", o.base, o.epoch, w.epoch, w.fence, ErrStaleEpoch)
+	}
+	if !s.fits(o, 1, 1) {
+		return fmt.Errorf("volume %v: view entry: %w", o.base, ErrNoSpace)
+	}
+	r := o.recs[0]
+	h := &r.h
+	h.Kind, h.Base, h.LSN, h.Epoch, h.Link, h.LFlags = KindView, o.base, w.lsn+1, o.epoch, w.head, lflagOwned
+	token, id := s.seal1(h, 0, viewSecret(&s.sb.Secret, o.base, o.epoch), make([]byte, HeaderSize))
+	w.head, w.token, w.lsn, w.epoch, w.epochLSN, w.owned = id, token, h.LSN, h.Epoch, h.LSN, true
+	s.place(b, r)
+	return nil
+}
+
+// planFence raises the writer's fence of volume o.base: ops planned after it
+// are checked against it, and an owner of a lower epoch stops writing.
+func (s *Store) planFence(o *op) error {
+	w := s.wchain[o.base]
+	if w == nil {
+		return fmt.Errorf("volume %v: %w", o.base, ErrNotFound)
+	}
+	w.fence = max(w.fence, o.epoch)
+	if w.epoch < w.fence {
+		w.owned, w.token = false, ID{}
+	}
+	return nil
 }
 
 func (s *Store) planDelete(b *batch, o *op) error {
