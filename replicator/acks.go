@@ -72,13 +72,14 @@ type AcksConfig struct {
 // batch, and every second), and the writes waiting for enough of them.
 // Its methods are safe for concurrent use; a nil *Acks waits for nothing.
 type Acks struct {
-	cfg  AcksConfig
-	log  *slog.Logger
-	met  *ackMetrics
-	mu   sync.Mutex
-	vols map[segment.ID]*ackVol
-	stop chan struct{}
-	wg   sync.WaitGroup
+	cfg   AcksConfig
+	log   *slog.Logger
+	met   *ackMetrics
+	mu    sync.Mutex
+	vols  map[segment.ID]*ackVol
+	gates map[segment.ID]*gate // hand-overs (handover.go)
+	stop  chan struct{}
+	wg    sync.WaitGroup
 }
 
 // ackVol is one volume's replication state on its primary.

@@ -118,7 +118,7 @@ func (s *server) writeBlocks(w http.ResponseWriter, r *http.Request) error {
 	}
 	rv := s.cfg.Acks.Volume(v)
 	if err := wait(func(done func(error)) { rv.WriteAsync(buf, off, r.URL.Query().Get("fua") == "1", done) }); err != nil {
-		return err
+		return s.moved(w, r, v.Base(), err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -136,7 +136,7 @@ func (s *server) discard(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := s.cfg.Acks.Volume(v).WriteZeroes(off, n); err != nil {
-		return err
+		return s.moved(w, r, v.Base(), err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -150,10 +150,28 @@ func (s *server) flush(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := s.cfg.Acks.Volume(v).Flush(); err != nil {
-		return err
+		return s.moved(w, r, v.Base(), err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// moved answers a block write that failed because the volume has just
+// been handed over (ErrNotPrimary, ErrReadOnly) with a redirect to its new
+// primary, if the catalog names one; other errors stay as they are.
+func (s *server) moved(w http.ResponseWriter, r *http.Request, base segment.ID, err error) error {
+	if s.cfg.Route == nil || (!errors.Is(err, ErrNotPrimary) && !errors.Is(err, segment.ErrReadOnly)) {
+		return err
+	}
+	primary := s.cfg.Route(base)
+	if primary == "" || r.URL.Query().Get("redirected") != "" {
+		return err
+	}
+	q := r.URL.Query()
+	q.Set("redirected", "1")
+	w.Header().Set("Location", strings.TrimSuffix(primary, "/")+r.URL.Path+"?"+q.Encode())
+	w.WriteHeader(http.StatusTemporaryRedirect)
+	return errRedirected
 }
 
 // errRedirected: the request was answered with a redirect to the primary.

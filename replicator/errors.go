@@ -46,6 +46,10 @@ type httpError struct {
 func (e *httpError) Error() string { return e.err.Error() }
 func (e *httpError) Unwrap() error { return e.err }
 
+// WithStatus returns err, answered by the API with status code (for the
+// functions a Config plugs in).
+func WithStatus(code int, err error) error { return &httpError{code: code, err: err} }
+
 // errf returns an error answered with status code.
 func errf(code int, format string, args ...any) error {
 	return &httpError{code: code, err: fmt.Errorf(format, args...)}

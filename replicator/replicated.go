@@ -1,6 +1,10 @@
 package replicator
 
-import "cloudfs/segment"
+import (
+	"fmt"
+
+	"cloudfs/segment"
+)
 
 // Replicated is a volume as its primary's block device and block API write
 // to it: each write goes to the local log, then waits for the replicas the
@@ -19,27 +23,64 @@ func (a *Acks) Volume(v *segment.Volume) *Replicated { return &Replicated{Volume
 // WriteAsync writes p at off; done is called once the write is acknowledged
 // by the mode's rules, or fails. done must not block.
 func (r *Replicated) WriteAsync(p []byte, off int64, fua bool, done func(error)) {
+	if r.held(func() { r.WriteAsync(p, off, fua, done) }, done) {
+		return
+	}
 	n := int64(len(p))
 	r.WriteAsyncAt(p, off, fua, func(pos segment.Position, err error) { r.await(pos, n, err, done) })
 }
 
 // ZeroAsync zeroes n bytes at off, acknowledged as WriteAsync.
 func (r *Replicated) ZeroAsync(off, n int64, fua bool, done func(error)) {
+	if r.held(func() { r.ZeroAsync(off, n, fua, done) }, done) {
+		return
+	}
 	r.ZeroAsyncAt(off, n, fua, func(pos segment.Position, err error) { r.await(pos, 0, err, done) })
+}
+
+// held reports whether the volume is held for a hand-over; if so, a
+// goroutine waits for the end of the hold and then runs again (the volume
+// still primary here) or fails with ErrNotPrimary (handed over: the caller
+// sends it to the new primary). Otherwise the write is counted in flight
+// until await.
+func (r *Replicated) held(again func(), done func(error)) bool {
+	ch := r.acks.enter(r.Base())
+	if ch == nil {
+		return false
+	}
+	go func() {
+		<-ch
+		if !r.acks.Primary(r.Base()) {
+			done(fmt.Errorf("volume %v was handed over: %w", r.Base(), ErrNotPrimary))
+			return
+		}
+		again()
+	}()
+	return true
 }
 
 func (r *Replicated) await(pos segment.Position, n int64, err error, done func(error)) {
 	if err != nil {
+		r.acks.leave(r.Base())
 		done(err)
 		return
 	}
 	r.acks.wrote(r.Base(), pos.LSN, n)
-	r.acks.Await(r.Base(), pos.LSN, done)
+	r.acks.Await(r.Base(), pos.LSN, func(err error) {
+		r.acks.leave(r.Base())
+		done(err)
+	})
 }
 
 // FlushAsync makes every write acknowledged before it durable here and on
 // the replicas the mode waits for.
 func (r *Replicated) FlushAsync(done func(error)) {
+	if r.held(func() { r.FlushAsync(done) }, done) {
+		return
+	}
+	done = func(done func(error)) func(error) {
+		return func(err error) { r.acks.leave(r.Base()); done(err) }
+	}(done)
 	in, err := r.Info()
 	if err != nil {
 		done(err)

@@ -60,6 +60,12 @@ type Config struct {
 	// of wait for its replicas (by the volume's mode), and takes the
 	// replicas' acknowledgements (POST /v1/volumes/{id}/ack).
 	Acks *Acks
+	// Acquire, Handover and HandoverDone, if set, serve a planned hand-over
+	// (handover.go): on the replica that acquires, on the primary that hands
+	// over, and the primary's end of the hold.
+	Acquire      func(ctx context.Context, base segment.ID) (HandoverResult, error)
+	Handover     func(ctx context.Context, base segment.ID, to string) (HandoverResult, error)
+	HandoverDone func(base segment.ID)
 	// MaxBlockBytes caps the body of one block write (default 64 MiB).
 	MaxBlockBytes int64
 	// MaxLogBytes caps the body of one PUT /v1/log (default 1 TiB).
@@ -139,6 +145,9 @@ func (s *server) routes() []route {
 		{"POST /v1/volumes/{id}/flush", "flush", false, s.flush},
 		{"GET /v1/volumes/{id}/stream", "stream", false, s.stream},
 		{"POST /v1/volumes/{id}/ack", "ack", false, s.ack},
+		{"POST /v1/volumes/{id}/acquire", "acquire", false, s.acquire},
+		{"POST /v1/volumes/{id}/handover", "handover", false, s.handover},
+		{"POST /v1/volumes/{id}/handover/done", "handover_done", false, s.handoverDone},
 		{"PUT /v1/log", "apply", false, s.apply},
 	}
 }

@@ -35,6 +35,18 @@ type VolumeInfo struct {
 	Mode     string        `json:"mode,omitempty"`
 	Primary  string        `json:"primary,omitempty"`
 	Replicas []ReplicaInfo `json:"replicas,omitempty"`
+	// Forks are histories of the volume this host had that the primary's
+	// does not continue (an old primary's unacknowledged tail), each kept as
+	// a branch: the volume id holding it and its head.
+	Forks []ForkInfo `json:"forks,omitempty"`
+}
+
+// ForkInfo is one fork of a volume kept on the answering host.
+type ForkInfo struct {
+	Branch  string    `json:"branch"`
+	Version string    `json:"version"`
+	LSN     uint64    `json:"lsn"`
+	At      time.Time `json:"at"`
 }
 
 // ReplicaInfo is one host's copy of a volume, as info shows it.
@@ -58,6 +70,7 @@ type ReplicaInfo struct {
 type Replication struct {
 	Mode, Primary string
 	Replicas      []ReplicaInfo
+	Forks         []ForkInfo
 }
 
 func (s *server) info(v *segment.Volume) (VolumeInfo, error) {
@@ -167,7 +180,7 @@ func (s *server) volumeInfo(w http.ResponseWriter, r *http.Request) error {
 		return err
 	} else if s.cfg.Replication != nil && !local {
 		if rp := s.cfg.Replication(r.Context(), v.Base(), vi.LSN); rp != nil {
-			vi.Mode, vi.Primary, vi.Replicas = rp.Mode, rp.Primary, rp.Replicas
+			vi.Mode, vi.Primary, vi.Replicas, vi.Forks = rp.Mode, rp.Primary, rp.Replicas, rp.Forks
 		}
 	}
 	return writeJSON(w, http.StatusOK, vi)
