@@ -4,6 +4,7 @@ import (
 	"cloudfs/replicator"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -64,6 +65,10 @@ func (o *infoOptions) run(c *cobra.Command, id string) error {
 		row("primary", vi.Primary)
 		for _, r := range vi.Replicas {
 			row("replica "+r.Host, replicaLine(r))
+		}
+		for _, f := range vi.Forks {
+			row("fork", fmt.Sprintf("%s: a history the primary's does not continue, kept as this branch (head %s, lsn %d, %s)",
+				f.Branch, f.Version, f.LSN, f.At.Format(time.RFC3339)))
 		}
 	}
 	return tw.Flush()

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"sync"
 	"syscall"
@@ -41,6 +42,24 @@ func (rt *routes) set(to map[segment.ID]string) {
 	rt.mu.Unlock()
 }
 
+// setOne points base at its new primary now, ahead of the catalog.
+func (rt *routes) setOne(base segment.ID, url string) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	to := maps.Clone(rt.to)
+	to[base] = url
+	rt.to = to
+}
+
+// forget serves base here from now, ahead of the catalog.
+func (rt *routes) forget(base segment.ID) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	to := maps.Clone(rt.to)
+	delete(to, base)
+	rt.to = to
+}
+
 // remote returns a client of base's primary, nil if it is served here.
 func (rt *routes) remote(base segment.ID) *replicator.Client {
 	if url := rt.primary(base); url != "" {
@@ -76,10 +95,23 @@ func (b *backend) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
+// movedDone wraps a local IO's done: an IO refused because the volume has
+// just been handed over (or fenced) is sent to the new primary by retry.
+func (b *backend) movedDone(retry func(), done func(error)) func(error) {
+	return func(err error) {
+		if (errors.Is(err, replicator.ErrNotPrimary) || errors.Is(err, segment.ErrReadOnly)) &&
+			b.rt.remote(b.local.Base()) != nil {
+			go retry()
+			return
+		}
+		done(err)
+	}
+}
+
 func (b *backend) WriteAsync(p []byte, off int64, fua bool, done func(error)) {
 	c := b.rt.remote(b.local.Base())
 	if c == nil {
-		b.local.WriteAsync(p, off, fua, done)
+		b.local.WriteAsync(p, off, fua, b.movedDone(func() { b.WriteAsync(p, off, fua, done) }, done))
 		return
 	}
 	go func() {
@@ -96,7 +128,7 @@ func (b *backend) WriteAsync(p []byte, off int64, fua bool, done func(error)) {
 func (b *backend) ZeroAsync(off, n int64, fua bool, done func(error)) {
 	c := b.rt.remote(b.local.Base())
 	if c == nil {
-		b.local.ZeroAsync(off, n, fua, done)
+		b.local.ZeroAsync(off, n, fua, b.movedDone(func() { b.ZeroAsync(off, n, fua, done) }, done))
 		return
 	}
 	go func() {
@@ -113,7 +145,7 @@ func (b *backend) ZeroAsync(off, n int64, fua bool, done func(error)) {
 func (b *backend) FlushAsync(done func(error)) {
 	c := b.rt.remote(b.local.Base())
 	if c == nil {
-		b.local.FlushAsync(done)
+		b.local.FlushAsync(b.movedDone(func() { b.FlushAsync(done) }, done))
 		return
 	}
 	go func() {

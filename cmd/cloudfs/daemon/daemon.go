@@ -152,14 +152,16 @@ func Run(ctx context.Context, cfg Config) error {
 	host := &Host{st: st, devs: startDevices(st, cfg, reg, acks, rt), acks: acks}
 	repl = &replication{hc: cl, host: host, self: cfg.HostID, secret: secret, acks: acks, rt: rt, rate: cfg.ResyncRate,
 		fmet: replicator.NewFollowMetrics(reg), log: log.With("component", "replication"),
-		followers: map[string]context.CancelFunc{}, primaryOf: map[segment.ID]bool{}}
+		followers: map[string]context.CancelFunc{}, primaryOf: map[segment.ID]bool{},
+		ho: handovers{holds: map[segment.ID]func(){}}}
+	repl.own = newOwnership(repl, cfg.DataDir, reg)
 	host.repl = repl
 	replCtx, stopRepl := context.WithCancel(context.Background())
 	replDone := make(chan struct{})
 	go func() { defer close(replDone); repl.run(replCtx) }()
 	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
 		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create, Replication: repl.replication, Acks: acks,
-		Route: rt.primary})
+		Route: rt.primary, Acquire: repl.acquire, Handover: repl.handover, HandoverDone: repl.handoverDone})
 	abort := func(err error) error {
 		stopRepl()
 		<-replDone

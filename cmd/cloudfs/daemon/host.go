@@ -71,6 +71,19 @@ func (h *Host) Apply(r io.Reader) (segment.ApplyStats, error) {
 	return st, err
 }
 
+// ApplyLive is the store's, for a follower: a volume it creates gets its
+// block device once its first entries are in.
+func (h *Host) ApplyLive(r io.Reader, applied func(segment.Position)) (segment.ApplyStats, error) {
+	synced := false
+	return h.st.ApplyLive(r, func(p segment.Position) {
+		if !synced && h.devs != nil {
+			synced = true
+			go h.devs.sync()
+		}
+		applied(p)
+	})
+}
+
 func (h *Host) Locate(base, version segment.ID) (segment.Position, error) {
 	return h.st.Locate(base, version)
 }

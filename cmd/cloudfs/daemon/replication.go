@@ -33,6 +33,8 @@ type replication struct {
 	rt     *routes
 	rate   int64 // catch-up bytes a second, 0: no cap
 	fmet   *replicator.FollowMetrics
+	own    *ownership
+	ho     handovers
 
 	mu        sync.Mutex
 	followers map[string]context.CancelFunc // volume id -> its follower
@@ -84,6 +86,16 @@ func (r *replication) create(ctx context.Context, size uint64, n int, mode strin
 	if err := cluster.PutVolume(ctx, r.hc.client, rec); err != nil {
 		r.untrack(v.Base(), "its creation failed")
 		return nil, nil, r.undo(v, done, err)
+	}
+	// the store takes the catalog's epoch (the entry's revision) before the
+	// first write, so that replicas fenced at it accept the writes
+	epoch, err := cluster.UpdateVolume(ctx, r.hc.client, rec.ID, func(*cluster.Volume) error { return nil })
+	if err == nil {
+		rec.Epoch = uint64(epoch)
+		r.own.align(v.Base(), rec)
+	} else {
+		r.log.Warn("volume created in epoch 1; it takes the catalog's epoch at the next reconcile", "volume", rec.ID,
+			"err", err)
 	}
 	r.log.Info("replicated volume created", "volume", rec.ID, "replicas", ids, "mode", mode)
 	return v, ids, nil
@@ -163,12 +175,18 @@ func (r *replication) reconcile(ctx context.Context) {
 		if v.Primary == r.self {
 			primary[base] = true
 			r.track(base, v)
+			r.own.align(base, v)
 			continue
 		}
 		if urls[v.Primary] != "" {
 			route[base] = urls[v.Primary]
 		}
-		if !slices.Contains(v.Replicas, r.self) || urls[v.Primary] == "" {
+		if !slices.Contains(v.Replicas, r.self) {
+			continue
+		}
+		r.own.fence(base, v)
+		if urls[v.Primary] == "" { // its lease expired: fail over
+			r.own.elect(ctx, base, v, urls)
 			continue
 		}
 		want[v.ID] = true
@@ -250,15 +268,20 @@ func (r *replication) ensure(ctx context.Context, v cluster.Volume, urls map[str
 			peers = append(peers, &replicator.Client{URL: urls[h], Secret: r.secret, HTTP: r.rt.client})
 		}
 	}
-	cfg := replicator.FollowConfig{Store: r.host.st, Volume: id, Logger: r.log, Self: r.self, Peers: peers,
+	cfg := replicator.FollowConfig{Store: r.host, Volume: id, Logger: r.log, Self: r.self, Peers: peers,
 		Rate: r.rate, Metrics: r.fmet, Source: &replicator.Client{URL: urls[v.Primary], Secret: r.secret, HTTP: r.rt.client}}
 	go func() {
 		err := replicator.Follow(fctx, cfg)
 		if fctx.Err() == nil {
-			r.log.Error("replica stopped following; retrying in 10 s", "volume", v.ID, "err", err)
+			wait := 10 * time.Second
+			if forked(err) {
+				r.own.setAside(id, err)
+				wait = time.Second
+			}
+			r.log.Error("replica stopped following; retrying", "volume", v.ID, "in", wait, "err", err)
 			select {
 			case <-fctx.Done():
-			case <-time.After(10 * time.Second):
+			case <-time.After(wait):
 			}
 		}
 		r.mu.Lock()
@@ -266,6 +289,24 @@ func (r *replication) ensure(ctx context.Context, v cluster.Volume, urls map[str
 		r.mu.Unlock()
 		cancel()
 	}()
+}
+
+// forked reports whether a follower stopped because this host's history of
+// the volume does not continue in the primary's: the primary does not have
+// the replica's version (409 to the stream's from), or an entry does not link.
+func forked(err error) bool {
+	return errors.Is(err, segment.ErrLink) && !errors.Is(err, segment.ErrStaleEpoch) ||
+		replicator.IsStatus(err, 409)
+}
+
+// stopFollower stops the follower of volume id, if one runs.
+func (r *replication) stopFollower(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if stop, ok := r.followers[id]; ok {
+		stop()
+		delete(r.followers, id)
+	}
 }
 
 func (r *replication) stopAll() {
@@ -303,6 +344,9 @@ func (r *replication) replication(ctx context.Context, base segment.ID, lsn uint
 		wg.Go(func() { out.Replicas[j] = r.replica(ctx, id, urls[id], base, lsn) })
 	}
 	wg.Wait()
+	for _, f := range r.own.Forks(base) {
+		out.Forks = append(out.Forks, replicator.ForkInfo{Branch: f.Branch, Version: f.Version, LSN: f.LSN, At: f.At})
+	}
 	states, _ := r.acks.Replicas(base) // the primary's view, if this host is the primary
 	for j := range out.Replicas {
 		ri := &out.Replicas[j]

@@ -1,0 +1,147 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"cloudfs/replicator"
+	"cloudfs/replicator/cluster"
+	"cloudfs/segment"
+)
+
+// Planned hand-over (cloudfs acquire <id> on an up-to-date replica): the
+// replica asks the primary to hand the volume over; the primary holds new
+// writes, drains those in flight, waits until the replica has acknowledged
+// its head, gives it the volume in etcd (a new epoch), fences its own copy
+// and points the volume's IO at the replica; the replica takes the epoch
+// with a view entry and serves; then the primary lets the writes it held
+// go, to the new primary.
+
+// handovers are the holds a primary keeps until the new primary serves.
+type handovers struct {
+	mu    sync.Mutex
+	holds map[segment.ID]func()
+}
+
+// acquire makes this host the primary of base, from the live primary.
+func (r *replication) acquire(ctx context.Context, base segment.ID) (replicator.HandoverResult, error) {
+	v, ok := r.hc.cat.Volume(base.String())
+	switch {
+	case !ok:
+		return replicator.HandoverResult{}, fmt.Errorf("volume %v is not in the cluster's catalog: %w", base, segment.ErrNotFound)
+	case v.Primary == r.self:
+		return replicator.HandoverResult{}, httpErr(http.StatusConflict, "this host (%s) is the primary already", r.self)
+	case !slices.Contains(v.Replicas, r.self):
+		return replicator.HandoverResult{}, httpErr(http.StatusConflict, "this host (%s) keeps no replica of the volume", r.self)
+	}
+	h, ok := r.hc.cat.Host(v.Primary)
+	if !ok {
+		return replicator.HandoverResult{}, httpErr(http.StatusServiceUnavailable,
+			"the primary %s is not live: failover gives the volume to the most up-to-date replica", v.Primary)
+	}
+	start := time.Now()
+	pc := &replicator.Client{URL: h.URL, Secret: r.secret, HTTP: r.rt.client}
+	res, err := pc.Handover(ctx, base.String(), r.self)
+	if err != nil {
+		return res, fmt.Errorf("hand-over from %s: %w", v.Primary, err)
+	}
+	if err := r.hc.cat.WaitRevision(ctx, int64(res.Epoch)); err != nil {
+		r.log.Warn("the local catalog lags the hand-over", "volume", base, "err", err)
+	}
+	r.stopFollower(base.String())
+	if _, err := r.host.st.TakeOver(base, res.Epoch); err != nil {
+		return res, fmt.Errorf("the catalog names this host the primary (epoch %d) but the store did not take it: %w",
+			res.Epoch, err)
+	}
+	r.rt.forget(base)
+	v.Primary, v.Epoch = r.self, res.Epoch
+	r.track(base, v)
+	if err := pc.HandoverDone(ctx, base.String()); err != nil {
+		r.log.Warn("the previous primary was not told the hand-over is done; it lets its writes go within 10 s",
+			"volume", base, "err", err)
+	}
+	res.PausedMS = float64(time.Since(start).Microseconds()) / 1000
+	r.log.Info("volume acquired", "volume", base, "from", res.From, "epoch", res.Epoch, "writes_held_ms", res.PausedMS)
+	return res, nil
+}
+
+// handover gives base, of which this host is the primary, to host to.
+func (r *replication) handover(ctx context.Context, base segment.ID, to string) (replicator.HandoverResult, error) {
+	res := replicator.HandoverResult{Volume: base.String(), From: r.self, To: to}
+	v, ok := r.hc.cat.Volume(base.String())
+	if !ok || v.Primary != r.self || !r.acks.Primary(base) {
+		return res, fmt.Errorf("volume %v: %w", base, replicator.ErrNotPrimary)
+	}
+	if !slices.Contains(v.Replicas, to) || to == r.self {
+		return res, httpErr(http.StatusConflict, "%s keeps no replica of volume %v", to, base)
+	}
+	toHost, ok := r.hc.cat.Host(to)
+	if !ok {
+		return res, httpErr(http.StatusServiceUnavailable, "%s is not live", to)
+	}
+	start := time.Now()
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	release, err := r.acks.Hold(hctx, base)
+	if err != nil {
+		return res, err
+	}
+	handed := false
+	defer func() {
+		if !handed {
+			release()
+		}
+	}()
+	if err := r.acks.WaitCaughtUp(hctx, base, to); err != nil {
+		return res, fmt.Errorf("%s did not catch up: %w", to, err)
+	}
+	epoch, err := cluster.UpdateVolume(hctx, r.hc.client, base.String(), func(cur *cluster.Volume) error {
+		if cur.Primary != r.self {
+			return fmt.Errorf("the catalog names %s the primary: %w", cur.Primary, replicator.ErrNotPrimary)
+		}
+		cur.Primary, cur.Epoch = to, 0
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	handed = true
+	res.Epoch = uint64(epoch)
+	if err := r.hc.cat.WaitRevision(hctx, epoch); err != nil { // reconcile must not see the old primary again
+		r.log.Warn("the local catalog lags the hand-over", "volume", base, "err", err)
+	}
+	r.untrack(base, "handed over to "+to)
+	if err := r.host.st.Fence(base, res.Epoch); err != nil {
+		r.log.Error("handed-over volume not fenced here", "volume", base, "err", err)
+	}
+	r.rt.setOne(base, toHost.URL)
+	r.ho.mu.Lock()
+	r.ho.holds[base] = release
+	r.ho.mu.Unlock()
+	time.AfterFunc(10*time.Second, func() { r.handoverDone(base) })
+	res.PausedMS = float64(time.Since(start).Microseconds()) / 1000
+	r.log.Info("volume handed over; writes held until the new primary serves", "volume", base, "to", to,
+		"epoch", res.Epoch)
+	return res, nil
+}
+
+// handoverDone lets the writes held for base's hand-over go (to the new
+// primary).
+func (r *replication) handoverDone(base segment.ID) {
+	r.ho.mu.Lock()
+	release := r.ho.holds[base]
+	delete(r.ho.holds, base)
+	r.ho.mu.Unlock()
+	if release != nil {
+		release()
+	}
+}
+
+// httpErr is an error answered with code.
+func httpErr(code int, format string, args ...any) error {
+	return replicator.WithStatus(code, fmt.Errorf(format, args...))
+}

@@ -1,0 +1,242 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"cloudfs/replicator"
+	"cloudfs/replicator/cluster"
+	"cloudfs/segment"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Ownership (issue 6). The catalog's epoch of a volume is the etcd revision
+// of its last ownership change; the store's epoch of the volume is the one
+// its entries carry. This host keeps the two equal:
+//   - the primary takes the catalog's epoch with a view entry
+//     (segment.TakeOver) when its store is behind it (a new volume, or one
+//     made before epochs);
+//   - a replica fences the volume at the catalog's epoch (segment.Fence):
+//     from then on it refuses entries of an older epoch, so an old primary
+//     that was paused or cut off cannot get them logged, nor acknowledged;
+//   - when the primary's lease has expired, the most up-to-date live
+//     replica (highest lsn, then lowest host id) takes the volume by
+//     compare-and-swap in etcd and appends a view entry in the new epoch;
+//     in quorum mode only while a majority of the volume's hosts is live.
+//   - a replica whose history has diverged from the primary's (an old
+//     primary's tail nobody else has) keeps it as a branch, a fork, reported
+//     in the log, a metric and <data-dir>/forks.json, and copies the volume
+//     again from the primary.
+
+// errElection: another host became the primary first, or the old one is back.
+var errElection = errors.New("election lost")
+
+// ownership is the per-host state of the above.
+type ownership struct {
+	r        *replication
+	forkPath string
+	forks    prometheus.Counter
+	failover prometheus.Counter
+
+	mu       sync.Mutex
+	electing map[segment.ID]time.Time // last attempt
+}
+
+func newOwnership(r *replication, dataDir string, reg prometheus.Registerer) *ownership {
+	o := &ownership{r: r, forkPath: filepath.Join(dataDir, "forks.json"), electing: map[segment.ID]time.Time{},
+		forks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cloudfs", Subsystem: "ownership",
+			Name: "forks_total", Help: "Divergent histories kept as branches on this host (forks)."}),
+		failover: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cloudfs", Subsystem: "ownership",
+			Name: "takeovers_total", Help: "Volumes this host took over as primary after the primary's lease expired."}),
+	}
+	if reg != nil {
+		reg.MustRegister(o.forks, o.failover)
+	}
+	return o
+}
+
+// align gives the primary's store the catalog's epoch. A volume on this
+// host alone needs none (nobody to fence), and keeps its history as it is.
+func (o *ownership) align(base segment.ID, v cluster.Volume) {
+	if len(v.Replicas) < 2 {
+		return
+	}
+	in, ok := o.info(base)
+	if !ok || v.Epoch == 0 || in.Epoch >= v.Epoch || !in.Owned {
+		return
+	}
+	if _, err := o.r.host.st.TakeOver(base, v.Epoch); err != nil {
+		o.r.log.Error("volume not moved to the catalog's epoch", "volume", base, "epoch", v.Epoch, "err", err)
+		return
+	}
+	o.r.log.Info("volume in the catalog's epoch", "volume", base, "epoch", v.Epoch)
+}
+
+// fence makes a replica refuse entries older than the catalog's epoch.
+func (o *ownership) fence(base segment.ID, v cluster.Volume) {
+	in, ok := o.info(base)
+	if !ok || v.Epoch == 0 || in.Epoch >= v.Epoch || in.FencedEpoch >= v.Epoch {
+		return
+	}
+	if err := o.r.host.st.Fence(base, v.Epoch); err != nil {
+		o.r.log.Error("volume not fenced", "volume", base, "epoch", v.Epoch, "err", err)
+		return
+	}
+	o.r.log.Info("volume fenced: entries of older epochs are refused", "volume", base, "epoch", v.Epoch,
+		"primary", v.Primary, "was_owner", in.Owned)
+}
+
+func (o *ownership) info(base segment.ID) (segment.Info, bool) {
+	vol, err := o.r.host.st.Volume(base)
+	if err != nil {
+		return segment.Info{}, false
+	}
+	in, err := vol.Info()
+	return in, err == nil
+}
+
+// elect runs, for a volume whose primary is not live, the election of this
+// host if it is the most up-to-date live replica. At most one attempt a
+// second per volume.
+func (o *ownership) elect(ctx context.Context, base segment.ID, v cluster.Volume, urls map[string]string) {
+	o.mu.Lock()
+	if time.Since(o.electing[base]) < time.Second {
+		o.mu.Unlock()
+		return
+	}
+	o.electing[base] = time.Now()
+	o.mu.Unlock()
+	go func() {
+		if err := o.tryTakeOver(ctx, base, v, urls); err != nil && !errors.Is(err, errElection) {
+			o.r.log.Warn("failover of a volume whose primary is gone did not happen", "volume", base, "primary", v.Primary,
+				"err", err)
+		}
+	}()
+}
+
+func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.Volume, urls map[string]string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	in, ok := o.info(base)
+	if !ok {
+		return fmt.Errorf("no copy here")
+	}
+	best, bestLSN, live := o.r.self, in.LSN, 1
+	for _, h := range v.Replicas {
+		if h == o.r.self || h == v.Primary || urls[h] == "" {
+			continue
+		}
+		vi, err := (&replicator.Client{URL: urls[h], Secret: o.r.secret, HTTP: o.r.rt.client}).LocalInfo(ctx, v.ID)
+		if err != nil {
+			continue
+		}
+		live++
+		if vi.LSN > bestLSN || (vi.LSN == bestLSN && h < best) {
+			best, bestLSN = h, vi.LSN
+		}
+	}
+	if v.Mode == replicator.ModeQuorum && live < len(v.Replicas)/2+1 {
+		return fmt.Errorf("%d of %d hosts live, a majority is needed: %w", live, len(v.Replicas), replicator.ErrNoQuorum)
+	}
+	if best != o.r.self {
+		return errElection // the most up-to-date replica takes it
+	}
+	epoch, err := cluster.UpdateVolume(ctx, o.r.hc.client, v.ID, func(cur *cluster.Volume) error {
+		if cur.Primary != v.Primary {
+			return errElection
+		}
+		if _, back := o.r.hc.cat.Host(cur.Primary); back {
+			return errElection
+		}
+		cur.Primary, cur.Epoch = o.r.self, 0 // a new epoch: this write's revision
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	o.r.stopFollower(v.ID)
+	pos, err := o.r.host.st.TakeOver(base, uint64(epoch))
+	if err != nil {
+		// the catalog names this host: the next reconcile aligns the store
+		return fmt.Errorf("took the volume in etcd (epoch %d) but not in the store: %w", epoch, err)
+	}
+	o.failover.Inc()
+	o.r.log.Warn("took over a volume whose primary's lease expired", "volume", base, "old_primary", v.Primary,
+		"epoch", epoch, "lsn", pos.LSN, "live_hosts", live)
+	v.Primary, v.Epoch = o.r.self, uint64(epoch)
+	o.r.track(base, v)
+	return nil
+}
+
+// fork is one divergent history kept as a branch.
+type fork struct {
+	Volume  string    `json:"volume"`
+	Branch  string    `json:"branch"`  // the volume holding the divergent history
+	Version string    `json:"version"` // its head
+	LSN     uint64    `json:"lsn"`
+	Epoch   uint64    `json:"epoch"`
+	At      time.Time `json:"at"`
+}
+
+// setAside keeps a replica's history that does not continue in the
+// primary's as a branch (a fork) and deletes the volume here, so that its
+// follower copies it again from the primary.
+func (o *ownership) setAside(base segment.ID, cause error) {
+	in, ok := o.info(base)
+	if !ok {
+		return
+	}
+	b, err := o.r.host.Branch(in.Version)
+	if err != nil {
+		o.r.log.Error("fork not kept: the volume stays as it is and is not followed", "volume", base, "err", err)
+		return
+	}
+	if err := o.r.host.Delete(base, true); err != nil {
+		o.r.log.Error("forked volume not deleted", "volume", base, "fork", b.Base(), "err", err)
+		return
+	}
+	f := fork{Volume: base.String(), Branch: b.Base().String(), Version: in.Version.String(), LSN: in.LSN,
+		Epoch: in.Epoch, At: time.Now().UTC()}
+	o.forks.Inc()
+	o.r.log.Error("FORK: this host's history of the volume is not in the primary's; it is kept as a branch and the "+
+		"volume is copied again from the primary", "volume", base, "fork", f.Branch, "lsn", f.LSN, "version",
+		f.Version, "cause", cause)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	all := o.loadLocked()
+	all = append(all, f)
+	if b, err := json.MarshalIndent(all, "", "  "); err == nil {
+		err = os.WriteFile(o.forkPath, b, 0o644)
+		if err != nil {
+			o.r.log.Error("fork not recorded", "path", o.forkPath, "err", err)
+		}
+	}
+}
+
+// Forks returns the forks of base kept on this host.
+func (o *ownership) Forks(base segment.ID) []fork {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []fork
+	for _, f := range o.loadLocked() {
+		if f.Volume == base.String() {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (o *ownership) loadLocked() []fork {
+	var all []fork
+	if b, err := os.ReadFile(o.forkPath); err == nil {
+		_ = json.Unmarshal(b, &all)
+	}
+	return all
+}

@@ -1,0 +1,309 @@
+//go:build e2e
+
+package replicator_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"cloudfs/testenv"
+	"cloudfs/testenv/cluster"
+)
+
+// TestFailover: three hosts, each an embedded etcd member, a quorum volume
+// on all three. Under a write load that keeps a mirror of every
+// acknowledged write, the primary is killed with SIGKILL: within the lease
+// time and a little more another host is the primary, in a new epoch, and
+// every acknowledged write reads back from it; writes go on through it.
+// The old primary, restarted, becomes a replica of the new one (its
+// unacknowledged tail, if any, kept as a fork) and the heads agree.
+func TestFailover(t *testing.T) {
+	testenv.RequireRoot(t)
+	args := func(h *cluster.Host) []string { return append(embeddedMembers(h), "--lease-ttl", "3s") }
+	c := cluster.New(t, cluster.Config{Hosts: 3, Binary: testenv.CloudfsBinary(t), Args: args})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, h := range c.Hosts() {
+		waitFor(t, h.Name()+" sees 3 hosts", func() bool { hs, err := h.Client().Hosts(ctx); return err == nil && len(hs) == 3 })
+	}
+	p := c.Host(0)
+	vi, err := p.Client().CreateReplicated(ctx, 16<<20, 3, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in0, _ := p.Client().Info(ctx, vi.ID)
+	rng := rand.New(rand.NewPCG(3, 3))
+	acked := map[int64][]byte{}
+	unknown := map[int64]bool{}
+	write := func(h *cluster.Host) error {
+		b := make([]byte, 4096)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		off := int64(rng.IntN(4096)) * 4096
+		if err := h.Client().WriteAt(ctx, vi.ID, b, off); err != nil {
+			unknown[off] = true
+			return err
+		}
+		acked[off] = b
+		delete(unknown, off)
+		return nil
+	}
+	// load, then SIGKILL of the primary in the middle of it
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 400; i++ {
+			if err := write(p); err != nil {
+				return // the primary died
+			}
+			if i == 200 {
+				go func() { _ = p.Kill() }()
+			}
+		}
+	}()
+	<-done
+	killed := time.Now()
+	var np *cluster.Host
+	waitFor(t, "a new primary", func() bool {
+		for _, h := range c.Hosts()[1:] {
+			if in, err := h.Client().LocalInfo(ctx, vi.ID); err == nil && in.Role == "primary" {
+				np = h
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("failover: %s is the primary %v after the kill (lease 3 s)", np.Name(), time.Since(killed).Round(10*time.Millisecond))
+	in, err := np.Client().LocalInfo(ctx, vi.ID)
+	if err != nil || in.Epoch <= in0.Epoch {
+		t.Errorf("new primary's epoch %d (%v), was %d: want a new, higher epoch", in.Epoch, err, in0.Epoch)
+	}
+	verifyAcked := func(what string, h *cluster.Host) {
+		t.Helper()
+		got := make([]byte, 4096)
+		for off, b := range acked {
+			if unknown[off] {
+				continue
+			}
+			if err := h.Client().ReadAt(ctx, vi.ID, got, off); err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("%s: acknowledged write at %d does not read back through %s (%v)", what, off, h.Name(), err)
+			}
+		}
+	}
+	verifyAcked("after the failover", np)
+	for range 50 {
+		if err := write(np); err != nil {
+			t.Fatalf("write through the new primary: %v", err)
+		}
+	}
+	// the old primary comes back as a replica
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the heads agree", func() bool {
+		want, err1 := np.Client().LocalInfo(ctx, vi.ID)
+		got, err2 := p.Client().LocalInfo(ctx, vi.ID)
+		return err1 == nil && err2 == nil && got.Version == want.Version && got.Role == "replica"
+	})
+	full, _ := p.Client().Info(ctx, vi.ID)
+	t.Logf("old primary back as a replica; forks kept there: %v", fmt.Sprint(full.Forks))
+	for _, h := range c.Hosts() {
+		verifyAcked("after the old primary's return", h)
+	}
+}
+
+// TestOldPrimaryCannotAcknowledge: the primary is stopped (SIGSTOP) or cut
+// off from the two other hosts; they elect a new primary; writes go on
+// there. Then the old primary is resumed or healed and written to at once:
+// every write it acknowledges (redirected to the new primary, once it has
+// seen the catalog) reads back from the new primary, i.e. it acknowledges
+// nothing of its own; it ends a replica of the new history, with whatever
+// it logged alone kept as a fork.
+func TestOldPrimaryCannotAcknowledge(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, how := range []string{"pause", "partition"} {
+		t.Run(how, func(t *testing.T) {
+			args := func(h *cluster.Host) []string { return append(embeddedMembers(h), "--lease-ttl", "3s") }
+			c := cluster.New(t, cluster.Config{Hosts: 3, Binary: testenv.CloudfsBinary(t), Args: args})
+			if how == "partition" {
+				c.RequireCut(t)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			for _, h := range c.Hosts() {
+				waitFor(t, h.Name()+" sees 3 hosts", func() bool { hs, err := h.Client().Hosts(ctx); return err == nil && len(hs) == 3 })
+			}
+			p := c.Host(0)
+			vi, err := p.Client().CreateReplicated(ctx, 16<<20, 3, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(4, 4))
+			acked := map[int64][]byte{}
+			unknown := map[int64]bool{}
+			write := func(h *cluster.Host) error {
+				b := make([]byte, 4096)
+				for i := range b {
+					b[i] = byte(rng.Uint32())
+				}
+				off := int64(rng.IntN(4096)) * 4096
+				if err := h.Client().WriteAt(ctx, vi.ID, b, off); err != nil {
+					unknown[off] = true
+					return err
+				}
+				acked[off] = b
+				delete(unknown, off)
+				return nil
+			}
+			for range 50 {
+				if err := write(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			switch how {
+			case "pause":
+				err = p.Pause()
+			case "partition":
+				err = p.Cut()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var np *cluster.Host
+			waitFor(t, "a new primary", func() bool {
+				for _, h := range c.Hosts()[1:] {
+					if in, err := h.Client().LocalInfo(ctx, vi.ID); err == nil && in.Role == "primary" {
+						np = h
+						return true
+					}
+				}
+				return false
+			})
+			for range 50 {
+				if err := write(np); err != nil {
+					t.Fatalf("write through the new primary: %v", err)
+				}
+			}
+			switch how {
+			case "pause":
+				err = p.Resume()
+			case "partition":
+				err = p.Heal()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			okOld, failedOld := 0, 0
+			for range 30 { // straight away: the old primary has not caught up with the catalog yet
+				if err := write(p); err != nil {
+					failedOld++
+				} else {
+					okOld++
+				}
+			}
+			t.Logf("%s: the old primary answered %d writes ok and %d with an error", how, okOld, failedOld)
+			got := make([]byte, 4096)
+			for off, b := range acked {
+				if unknown[off] {
+					continue
+				}
+				if err := np.Client().ReadAt(ctx, vi.ID, got, off); err != nil || !bytes.Equal(got, b) {
+					t.Fatalf("acknowledged write at %d is not on the new primary (%v): the old one acknowledged it alone",
+						off, err)
+				}
+			}
+			waitFor(t, "the old primary follows the new", func() bool {
+				want, err1 := np.Client().LocalInfo(ctx, vi.ID)
+				got, err2 := p.Client().LocalInfo(ctx, vi.ID)
+				return err1 == nil && err2 == nil && got.Version == want.Version && got.Role == "replica"
+			})
+			full, _ := p.Client().Info(ctx, vi.ID)
+			t.Logf("%s: forks kept on the old primary: %v", how, full.Forks)
+		})
+	}
+}
+
+// TestHandover: a planned hand-over under a write load through the old
+// primary: `cloudfs acquire` on a replica makes it the primary in a new
+// epoch; writes keep going (the held ones and the later ones reach the new
+// primary through the old one's redirect), none fails, every acknowledged
+// write reads back from the new primary, and the longest write during the
+// hand-over says how long IO paused.
+func TestHandover(t *testing.T) {
+	testenv.RequireRoot(t)
+	c := cluster.New(t, cluster.Config{Hosts: 3, Binary: testenv.CloudfsBinary(t), Args: embeddedMembers})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, h := range c.Hosts() {
+		waitFor(t, h.Name()+" sees 3 hosts", func() bool { hs, err := h.Client().Hosts(ctx); return err == nil && len(hs) == 3 })
+	}
+	p, q := c.Host(0), c.Host(1)
+	vi, err := p.Client().CreateReplicated(ctx, 16<<20, 3, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in0, _ := p.Client().Info(ctx, vi.ID)
+	rng := rand.New(rand.NewPCG(5, 5))
+	acked := map[int64][]byte{}
+	var failed []error
+	var longest time.Duration
+	stop := make(chan struct{})
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b := make([]byte, 4096)
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			off := int64(rng.IntN(4096)) * 4096
+			start := time.Now()
+			if err := p.Client().WriteAt(ctx, vi.ID, b, off); err != nil {
+				failed = append(failed, err)
+				continue
+			}
+			longest = max(longest, time.Since(start))
+			acked[off] = b
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	out, err := q.CLI("acquire", vi.ID)
+	if err != nil {
+		t.Fatalf("acquire on %s: %v", q.Name(), err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-loaded
+	t.Logf("acquire: %s; the longest write under load took %v", out, longest.Round(100*time.Microsecond))
+	if len(failed) > 0 {
+		t.Errorf("%d writes failed during the hand-over, first: %v", len(failed), failed[0])
+	}
+	in, err := q.Client().LocalInfo(ctx, vi.ID)
+	if err != nil || in.Role != "primary" || in.Epoch <= in0.Epoch {
+		t.Fatalf("%s after acquire: role %q epoch %d (was %d), %v", q.Name(), in.Role, in.Epoch, in0.Epoch, err)
+	}
+	if old, _ := p.Client().LocalInfo(ctx, vi.ID); old.Role != "replica" {
+		t.Errorf("the old primary's role is %q, want replica", old.Role)
+	}
+	got := make([]byte, 4096)
+	for off, b := range acked {
+		if err := q.Client().ReadAt(ctx, vi.ID, got, off); err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("acknowledged write at %d does not read back from the new primary (%v)", off, err)
+		}
+	}
+	waitFor(t, "the old primary follows", func() bool {
+		a, err1 := q.Client().LocalInfo(ctx, vi.ID)
+		b, err2 := p.Client().LocalInfo(ctx, vi.ID)
+		return err1 == nil && err2 == nil && a.Version == b.Version
+	})
+}
