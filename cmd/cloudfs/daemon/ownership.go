@@ -107,16 +107,28 @@ func (o *ownership) info(base segment.ID) (segment.Info, bool) {
 // second per volume.
 func (o *ownership) elect(ctx context.Context, base segment.ID, v cluster.Volume, urls map[string]string) {
 	o.mu.Lock()
-	if time.Since(o.electing[base]) < time.Second {
+	if time.Since(o.electing[base]) < 3*time.Second {
 		o.mu.Unlock()
 		return
 	}
 	o.electing[base] = time.Now()
 	o.mu.Unlock()
 	go func() {
-		if err := o.tryTakeOver(ctx, base, v, urls); err != nil && !errors.Is(err, errElection) {
-			o.r.log.Warn("failover of a volume whose primary is gone did not happen", "volume", base, "primary", v.Primary,
-				"err", err)
+		// a few quick tries: the catalog may not have caught up with the
+		// lease's expiry everywhere yet; after them the reconcile retries
+		for try := 0; try < 8; try++ {
+			err := o.tryTakeOver(ctx, base, v, urls)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			if cur, ok := o.r.hc.cat.Volume(v.ID); !ok || cur.Primary != v.Primary {
+				return // someone took it
+			}
+			if try == 7 && !errors.Is(err, errElection) {
+				o.r.log.Warn("failover of a volume whose primary is gone did not happen", "volume", base,
+					"primary", v.Primary, "err", err)
+			}
+			time.Sleep(250 * time.Millisecond)
 		}
 	}()
 }
