@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -306,4 +308,100 @@ func TestHandover(t *testing.T) {
 		b, err2 := p.Client().LocalInfo(ctx, vi.ID)
 		return err1 == nil && err2 == nil && a.Version == b.Version
 	})
+}
+
+// TestRereplicateAndForce: four hosts sharing host0's etcd. A replica's
+// host gone longer than --rereplicate-after is replaced by the spare host,
+// which copies the volume and follows. Then, with the primary and another
+// host gone, no quorum is left: no failover happens, until `cloudfs force`
+// on the last host makes it the primary (the volume becomes sync), and
+// writes go on.
+func TestRereplicateAndForce(t *testing.T) {
+	testenv.RequireRoot(t)
+	args := func(h *cluster.Host) []string {
+		return append(etcdOnHost0(h), "--lease-ttl", "3s", "--rereplicate-after", "2s")
+	}
+	c := cluster.New(t, cluster.Config{Hosts: 4, Binary: testenv.CloudfsBinary(t), Args: args})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	byName := map[string]*cluster.Host{}
+	for i, h := range c.Hosts() {
+		byName[fmt.Sprintf("host%d", i)] = h
+		waitFor(t, h.Name()+" sees 4 hosts", func() bool { hs, err := h.Client().Hosts(ctx); return err == nil && len(hs) == 4 })
+	}
+	// the volume's primary is host1, so that host0 (etcd) can outlive it
+	p := c.Host(1)
+	vi, err := p.Client().CreateReplicated(ctx, 16<<20, 3, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Repeat([]byte{1}, 4096)
+	for i := range 30 {
+		if err := p.Client().WriteAt(ctx, vi.ID, b, int64(i)*4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a replica other than host0 goes; the spare takes its place
+	var gone, spare string
+	for _, h := range []string{"host0", "host2", "host3"} {
+		switch {
+		case !slices.Contains(vi.Hosts, h):
+			spare = h
+		case h != "host0":
+			gone = h
+		}
+	}
+	if err := byName[gone].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, spare+" replaces "+gone, func() bool {
+		in, err := p.Client().Info(ctx, vi.ID)
+		if err != nil {
+			return false
+		}
+		hosts := ""
+		for _, r := range in.Replicas {
+			hosts += r.Host + " "
+		}
+		return strings.Contains(hosts, spare) && !strings.Contains(hosts, gone)
+	})
+	for i := range 10 {
+		if err := p.Client().WriteAt(ctx, vi.ID, b, int64(100+i)*4096); err != nil {
+			t.Fatalf("write after the re-replication: %v", err)
+		}
+	}
+	waitFor(t, spare+" has the volume", func() bool {
+		want, err1 := p.Client().LocalInfo(ctx, vi.ID)
+		got, err2 := byName[spare].Client().LocalInfo(ctx, vi.ID)
+		return err1 == nil && err2 == nil && got.Version == want.Version
+	})
+	// now the primary and the spare go: host0 alone is left, no quorum
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := byName[spare].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	h0 := c.Host(0)
+	time.Sleep(6 * time.Second) // two leases: a failover would have happened
+	if in, err := h0.Client().LocalInfo(ctx, vi.ID); err != nil || in.Role != "replica" {
+		t.Fatalf("host0 with no quorum: role %q, %v; want it to stay a replica", in.Role, err)
+	}
+	if _, err := h0.CLI("force", vi.ID); err == nil {
+		t.Error("force without --yes went through")
+	}
+	out, err := h0.CLI("force", vi.ID, "--yes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("force: %s", out)
+	in, err := h0.Client().Info(ctx, vi.ID)
+	if err != nil || in.Role != "primary" || in.Mode != "sync" {
+		t.Fatalf("after force: role %q mode %q, %v; want primary, sync", in.Role, in.Mode, err)
+	}
+	for i := range 10 {
+		if err := h0.Client().WriteAt(ctx, vi.ID, b, int64(200+i)*4096); err != nil {
+			t.Fatalf("write after force: %v", err)
+		}
+	}
 }

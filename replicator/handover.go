@@ -157,6 +157,29 @@ func (s *server) acquire(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, res)
 }
 
+// force answers POST /v1/volumes/{id}/force: this host becomes the
+// volume's primary though no failover would (an operator's last resort).
+func (s *server) force(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	if s.cfg.Force == nil {
+		return errf(http.StatusServiceUnavailable, "this host runs without a cluster")
+	}
+	res, err := s.cfg.Force(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// Force makes the host the volume's primary without a failover's checks.
+func (c *Client) Force(ctx context.Context, id string) (HandoverResult, error) {
+	var out HandoverResult
+	return out, c.json(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/force", &out)
+}
+
 // handover answers POST /v1/volumes/{id}/handover?to=<host>: the primary
 // holds the volume's writes, drains them, waits until host has everything,
 // gives it the volume in the catalog (a new epoch) and answers; it keeps

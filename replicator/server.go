@@ -66,6 +66,9 @@ type Config struct {
 	Acquire      func(ctx context.Context, base segment.ID) (HandoverResult, error)
 	Handover     func(ctx context.Context, base segment.ID, to string) (HandoverResult, error)
 	HandoverDone func(base segment.ID)
+	// Force, if set, makes this host a volume's primary without the checks
+	// of a failover (POST /v1/volumes/{id}/force).
+	Force func(ctx context.Context, base segment.ID) (HandoverResult, error)
 	// MaxBlockBytes caps the body of one block write (default 64 MiB).
 	MaxBlockBytes int64
 	// MaxLogBytes caps the body of one PUT /v1/log (default 1 TiB).
@@ -148,6 +151,7 @@ func (s *server) routes() []route {
 		{"POST /v1/volumes/{id}/acquire", "acquire", false, s.acquire},
 		{"POST /v1/volumes/{id}/handover", "handover", false, s.handover},
 		{"POST /v1/volumes/{id}/handover/done", "handover_done", false, s.handoverDone},
+		{"POST /v1/volumes/{id}/force", "force", false, s.force},
 		{"PUT /v1/log", "apply", false, s.apply},
 	}
 }

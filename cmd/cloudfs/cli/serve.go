@@ -35,6 +35,7 @@ type serveOptions struct {
 	leaseTTL        time.Duration
 	ackTimeout      time.Duration
 	mount           string
+	rereplicate     time.Duration
 	resyncRate      string
 }
 
@@ -60,6 +61,8 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ackTimeout, "ack-timeout", 5*time.Second,
 		"how long a write waits for its replicas: then a quorum write fails, a silent sync replica leaves the in-sync set")
 	fs.StringVar(&o.mount, "mount", "", "mount the POSIX shim (FUSE) here: <dir>/<id> is a volume's files, <dir>/disks/<id> its whole disk")
+	fs.DurationVar(&o.rereplicate, "rereplicate-after", 10*time.Minute,
+		"how long a replica's host may be gone before the volume's primary puts the replica on another live host (0: never)")
 	fs.StringVar(&o.resyncRate, "resync-rate", "0", "cap a replica's catch-up at this many bytes a second (K, M, G suffixes; 0: no cap)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "wait at most this long for requests in flight at shutdown")
 }
@@ -89,7 +92,7 @@ func (o *serveOptions) run(c *cobra.Command) error {
 	cfg := daemon.Config{DataDir: o.g.dataDir, StorePath: o.store, Listen: o.listen, Logger: log,
 		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices,
 		HostID: o.hostID, Etcd: o.etcd, EtcdClientURL: o.etcdClientURL, EtcdPeerURL: o.etcdPeerURL, EtcdPeers: o.etcdPeers,
-		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL, AckTimeout: o.ackTimeout, Mount: o.mount}
+		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL, AckTimeout: o.ackTimeout, Mount: o.mount, RereplicateAfter: o.rereplicate}
 	if o.resyncRate != "0" {
 		if cfg.ResyncRate, err = parseSize(o.resyncRate); err != nil {
 			return &exitError{ExitUsage, fmt.Errorf("--resync-rate: %w", err)}

@@ -64,6 +64,9 @@ type Config struct {
 	AckTimeout time.Duration
 	// ResyncRate caps a replica's catch-up in bytes a second (0: no cap).
 	ResyncRate int64
+	// RereplicateAfter is how long a replica's host may be gone before a
+	// volume's primary puts the replica on another host (0: never).
+	RereplicateAfter time.Duration
 	// Mount, if set, is where the POSIX shim is mounted (FUSE): each volume
 	// a directory on first lookup, disks/<id> its whole disk as a file.
 	Mount string
@@ -154,14 +157,15 @@ func Run(ctx context.Context, cfg Config) error {
 		fmet: replicator.NewFollowMetrics(reg), log: log.With("component", "replication"),
 		followers: map[string]context.CancelFunc{}, primaryOf: map[segment.ID]bool{},
 		ho: handovers{holds: map[segment.ID]func(){}}}
-	repl.own = newOwnership(repl, cfg.DataDir, reg)
+	repl.own = newOwnership(repl, cfg.DataDir, cfg.RereplicateAfter, reg)
 	host.repl = repl
 	replCtx, stopRepl := context.WithCancel(context.Background())
 	replDone := make(chan struct{})
 	go func() { defer close(replDone); repl.run(replCtx) }()
 	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
 		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create, Replication: repl.replication, Acks: acks,
-		Route: rt.primary, Acquire: repl.acquire, Handover: repl.handover, HandoverDone: repl.handoverDone})
+		Route: rt.primary, Acquire: repl.acquire, Handover: repl.handover, HandoverDone: repl.handoverDone,
+		Force: repl.own.force})
 	abort := func(err error) error {
 		stopRepl()
 		<-replDone

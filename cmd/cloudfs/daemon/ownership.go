@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,20 +46,28 @@ type ownership struct {
 	forkPath string
 	forks    prometheus.Counter
 	failover prometheus.Counter
+	rerep    prometheus.Counter
+	// after is how long a replica's host may be gone before the primary
+	// puts the volume on another host instead (0: never).
+	after time.Duration
 
-	mu       sync.Mutex
-	electing map[segment.ID]time.Time // last attempt
+	mu        sync.Mutex
+	electing  map[segment.ID]time.Time // last attempt
+	downSince map[string]time.Time     // "<volume>/<host>" -> first seen gone
 }
 
-func newOwnership(r *replication, dataDir string, reg prometheus.Registerer) *ownership {
+func newOwnership(r *replication, dataDir string, after time.Duration, reg prometheus.Registerer) *ownership {
 	o := &ownership{r: r, forkPath: filepath.Join(dataDir, "forks.json"), electing: map[segment.ID]time.Time{},
+		after: after, downSince: map[string]time.Time{},
+		rerep: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cloudfs", Subsystem: "ownership",
+			Name: "rereplications_total", Help: "Replicas of volumes this host is the primary of moved off a host gone too long."}),
 		forks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cloudfs", Subsystem: "ownership",
 			Name: "forks_total", Help: "Divergent histories kept as branches on this host (forks)."}),
 		failover: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cloudfs", Subsystem: "ownership",
 			Name: "takeovers_total", Help: "Volumes this host took over as primary after the primary's lease expired."}),
 	}
 	if reg != nil {
-		reg.MustRegister(o.forks, o.failover)
+		reg.MustRegister(o.forks, o.failover, o.rerep)
 	}
 	return o
 }
@@ -117,7 +127,7 @@ func (o *ownership) elect(ctx context.Context, base segment.ID, v cluster.Volume
 		// a few quick tries: the catalog may not have caught up with the
 		// lease's expiry everywhere yet; after them the reconcile retries
 		for try := 0; try < 8; try++ {
-			err := o.tryTakeOver(ctx, base, v, urls)
+			_, err := o.tryTakeOver(ctx, base, v, urls, false)
 			if err == nil || ctx.Err() != nil {
 				return
 			}
@@ -133,12 +143,18 @@ func (o *ownership) elect(ctx context.Context, base segment.ID, v cluster.Volume
 	}()
 }
 
-func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.Volume, urls map[string]string) error {
+// tryTakeOver makes this host base's primary if it is the most
+// up-to-date live replica and, for a quorum volume, a majority of the
+// volume's hosts is live; force skips both checks (cloudfs force), and
+// turns a quorum volume into a sync one, which this host alone can serve.
+// It returns the new epoch.
+func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.Volume, urls map[string]string,
+	force bool) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	in, ok := o.info(base)
 	if !ok {
-		return fmt.Errorf("no copy here")
+		return 0, fmt.Errorf("volume %v: no copy here: %w", base, segment.ErrNotFound)
 	}
 	best, bestLSN, live := o.r.self, in.LSN, 1
 	for _, h := range v.Replicas {
@@ -154,11 +170,16 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 			best, bestLSN = h, vi.LSN
 		}
 	}
-	if v.Mode == replicator.ModeQuorum && live < len(v.Replicas)/2+1 {
-		return fmt.Errorf("%d of %d hosts live, a majority is needed: %w", live, len(v.Replicas), replicator.ErrNoQuorum)
+	if !force && v.Mode == replicator.ModeQuorum && live < len(v.Replicas)/2+1 {
+		return 0, fmt.Errorf("%d of %d hosts live, a majority is needed (cloudfs force overrides): %w", live,
+			len(v.Replicas), replicator.ErrNoQuorum)
 	}
-	if best != o.r.self {
-		return errElection // the most up-to-date replica takes it
+	if !force && best != o.r.self {
+		return 0, errElection // the most up-to-date replica takes it
+	}
+	mode := v.Mode
+	if force && mode == replicator.ModeQuorum {
+		mode = replicator.ModeSync
 	}
 	epoch, err := cluster.UpdateVolume(ctx, o.r.hc.client, v.ID, func(cur *cluster.Volume) error {
 		if cur.Primary != v.Primary {
@@ -167,24 +188,127 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 		if _, back := o.r.hc.cat.Host(cur.Primary); back {
 			return errElection
 		}
-		cur.Primary, cur.Epoch = o.r.self, 0 // a new epoch: this write's revision
+		cur.Primary, cur.Epoch, cur.Mode = o.r.self, 0, mode // a new epoch: this write's revision
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	o.r.stopFollower(v.ID)
 	pos, err := o.r.host.st.TakeOver(base, uint64(epoch))
 	if err != nil {
 		// the catalog names this host: the next reconcile aligns the store
-		return fmt.Errorf("took the volume in etcd (epoch %d) but not in the store: %w", epoch, err)
+		return 0, fmt.Errorf("took the volume in etcd (epoch %d) but not in the store: %w", epoch, err)
 	}
 	o.failover.Inc()
-	o.r.log.Warn("took over a volume whose primary's lease expired", "volume", base, "old_primary", v.Primary,
-		"epoch", epoch, "lsn", pos.LSN, "live_hosts", live)
-	v.Primary, v.Epoch = o.r.self, uint64(epoch)
+	msg := "took over a volume whose primary's lease expired"
+	if force {
+		msg = "FORCED take-over: this host is the primary without the checks of a failover; writes another host " +
+			"acknowledged and this one lacks are not in the volume (the old primary keeps them as a fork when it returns)"
+	}
+	o.r.log.Warn(msg, "volume", base, "old_primary", v.Primary, "epoch", epoch, "lsn", pos.LSN, "live_hosts", live,
+		"mode", mode, "best_live_replica", best, "best_lsn", bestLSN)
+	v.Primary, v.Epoch, v.Mode = o.r.self, uint64(epoch), mode
 	o.r.track(base, v)
-	return nil
+	return uint64(epoch), nil
+}
+
+// force makes this host base's primary though no failover would (no quorum
+// live, or another replica ahead): an operator's last resort.
+func (o *ownership) force(ctx context.Context, base segment.ID) (replicator.HandoverResult, error) {
+	res := replicator.HandoverResult{Volume: base.String(), To: o.r.self}
+	v, ok := o.r.hc.cat.Volume(base.String())
+	switch {
+	case !ok:
+		return res, fmt.Errorf("volume %v is not in the cluster's catalog: %w", base, segment.ErrNotFound)
+	case v.Primary == o.r.self:
+		return res, httpErr(http.StatusConflict, "this host (%s) is the primary already", o.r.self)
+	case !slices.Contains(v.Replicas, o.r.self):
+		return res, httpErr(http.StatusConflict, "this host (%s) keeps no replica of the volume", o.r.self)
+	}
+	if _, live := o.r.hc.cat.Host(v.Primary); live {
+		return res, httpErr(http.StatusConflict, "the primary %s is live: use acquire for a hand-over", v.Primary)
+	}
+	urls := map[string]string{}
+	for _, h := range o.r.hc.cat.Hosts() {
+		urls[h.ID] = h.URL
+	}
+	res.From = v.Primary
+	epoch, err := o.tryTakeOver(ctx, base, v, urls, true)
+	res.Epoch = epoch
+	return res, err
+}
+
+// rereplicate, on the primary of v, replaces each replica whose host has
+// been gone longer than o.after by a live host that does not keep the
+// volume (the one with the most free space): the catalog changes, and the
+// new host's follower copies the volume (from the replica furthest ahead,
+// then live from the primary). A host that comes back afterwards keeps its
+// copy, no longer followed, until someone deletes it.
+func (o *ownership) rereplicate(ctx context.Context, v cluster.Volume, urls map[string]string) {
+	if o.after <= 0 {
+		return
+	}
+	now := time.Now()
+	var due []string
+	o.mu.Lock()
+	for _, h := range v.Replicas {
+		key := v.ID + "/" + h
+		if h == o.r.self || urls[h] != "" {
+			delete(o.downSince, key)
+			continue
+		}
+		if o.downSince[key].IsZero() {
+			o.downSince[key] = now
+		}
+		if now.Sub(o.downSince[key]) >= o.after {
+			due = append(due, h)
+		}
+	}
+	o.mu.Unlock()
+	if len(due) == 0 {
+		return
+	}
+	var spare []cluster.Host
+	for _, h := range o.r.hc.cat.Hosts() {
+		if !slices.Contains(v.Replicas, h.ID) {
+			spare = append(spare, h)
+		}
+	}
+	n := min(len(due), len(spare))
+	if n == 0 {
+		o.r.log.Debug("replicas gone, no live host to put the volume on instead", "volume", v.ID, "gone", due)
+		return
+	}
+	placed, err := cluster.Place(spare, "", n)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = cluster.UpdateVolume(ctx, o.r.hc.client, v.ID, func(cur *cluster.Volume) error {
+		if cur.Primary != o.r.self {
+			return errElection
+		}
+		for i, h := range due[:n] {
+			if j := slices.Index(cur.Replicas, h); j >= 0 {
+				cur.Replicas[j] = placed[i].ID
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		o.r.log.Warn("re-replication not recorded", "volume", v.ID, "err", err)
+		return
+	}
+	for i, h := range due[:n] {
+		o.rerep.Inc()
+		o.mu.Lock()
+		delete(o.downSince, v.ID+"/"+h)
+		o.mu.Unlock()
+		o.r.log.Warn("re-replicating: a replica's host is gone too long; the volume goes to another host", "volume", v.ID,
+			"gone", h, "after", o.after, "new", placed[i].ID)
+	}
 }
 
 // fork is one divergent history kept as a branch.

@@ -176,6 +176,7 @@ func (r *replication) reconcile(ctx context.Context) {
 			primary[base] = true
 			r.track(base, v)
 			r.own.align(base, v)
+			r.own.rereplicate(ctx, v, urls)
 			continue
 		}
 		if urls[v.Primary] != "" {
