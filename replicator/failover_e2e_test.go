@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,17 +19,18 @@ import (
 )
 
 // TestFailover: three hosts, each an embedded etcd member, a quorum volume
-// on all three. Under a write load that keeps a mirror of every
-// acknowledged write, the primary is killed with SIGKILL: within the lease
-// time and a little more another host is the primary, in a new epoch, and
-// every acknowledged write reads back from it; writes go on through it.
-// The old primary, restarted, becomes a replica of the new one (its
-// unacknowledged tail, if any, kept as a fork) and the heads agree.
+// on all three. For several rounds, under a write load that keeps a mirror
+// of every acknowledged write (its seed logged), the current primary is
+// killed with SIGKILL: within the lease time and a little more another
+// host is the primary, in a higher epoch, and every write acknowledged so
+// far reads back from it; writes go on through it. The killed host,
+// restarted, becomes a replica of the new history (its unacknowledged tail,
+// if any, kept as a fork) and the heads agree before the next round.
 func TestFailover(t *testing.T) {
 	testenv.RequireRoot(t)
 	args := func(h *cluster.Host) []string { return append(embeddedMembers(h), "--lease-ttl", "3s") }
 	c := cluster.New(t, cluster.Config{Hosts: 3, Binary: testenv.CloudfsBinary(t), Args: args})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	for _, h := range c.Hosts() {
 		waitFor(t, h.Name()+" sees 3 hosts", func() bool { hs, err := h.Client().Hosts(ctx); return err == nil && len(hs) == 3 })
@@ -37,10 +40,14 @@ func TestFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in0, _ := p.Client().Info(ctx, vi.ID)
-	rng := rand.New(rand.NewPCG(3, 3))
 	acked := map[int64][]byte{}
 	unknown := map[int64]bool{}
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("CLOUDFS_FAILOVER_SEED"), 10, 64); err == nil {
+		seed = s // replay a run
+	}
+	t.Logf("seed %d (CLOUDFS_FAILOVER_SEED replays it)", seed)
+	rng := rand.New(rand.NewPCG(seed, 3))
 	write := func(h *cluster.Host) error {
 		b := make([]byte, 4096)
 		for i := range b {
@@ -55,36 +62,6 @@ func TestFailover(t *testing.T) {
 		delete(unknown, off)
 		return nil
 	}
-	// load, then SIGKILL of the primary in the middle of it
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; i < 400; i++ {
-			if err := write(p); err != nil {
-				return // the primary died
-			}
-			if i == 200 {
-				go func() { _ = p.Kill() }()
-			}
-		}
-	}()
-	<-done
-	killed := time.Now()
-	var np *cluster.Host
-	waitFor(t, "a new primary", func() bool {
-		for _, h := range c.Hosts()[1:] {
-			if in, err := h.Client().LocalInfo(ctx, vi.ID); err == nil && in.Role == "primary" {
-				np = h
-				return true
-			}
-		}
-		return false
-	})
-	t.Logf("failover: %s is the primary %v after the kill (lease 3 s)", np.Name(), time.Since(killed).Round(10*time.Millisecond))
-	in, err := np.Client().LocalInfo(ctx, vi.ID)
-	if err != nil || in.Epoch <= in0.Epoch {
-		t.Errorf("new primary's epoch %d (%v), was %d: want a new, higher epoch", in.Epoch, err, in0.Epoch)
-	}
 	verifyAcked := func(what string, h *cluster.Host) {
 		t.Helper()
 		got := make([]byte, 4096)
@@ -97,25 +74,68 @@ func TestFailover(t *testing.T) {
 			}
 		}
 	}
-	verifyAcked("after the failover", np)
-	for range 50 {
-		if err := write(np); err != nil {
-			t.Fatalf("write through the new primary: %v", err)
+	epoch := uint64(0)
+	if in, err := p.Client().LocalInfo(ctx, vi.ID); err == nil {
+		epoch = in.Epoch
+	}
+	for round := range 3 {
+		killAt := 50 + rng.IntN(150)
+		done := make(chan struct{})
+		go func() { // load, then SIGKILL of the primary in the middle of it
+			defer close(done)
+			for i := 0; i < 400; i++ {
+				if err := write(p); err != nil {
+					return // the primary died
+				}
+				if i == killAt {
+					go func() { _ = p.Kill() }()
+				}
+			}
+		}()
+		<-done
+		killed := time.Now()
+		var np *cluster.Host
+		waitFor(t, "a new primary", func() bool {
+			for _, h := range c.Hosts() {
+				if h == p {
+					continue
+				}
+				if in, err := h.Client().LocalInfo(ctx, vi.ID); err == nil && in.Role == "primary" {
+					np = h
+					return true
+				}
+			}
+			return false
+		})
+		in, err := np.Client().LocalInfo(ctx, vi.ID)
+		t.Logf("round %d: %s killed after %d writes; %s is the primary %v later (lease 3 s), epoch %d", round, p.Name(),
+			killAt, np.Name(), time.Since(killed).Round(10*time.Millisecond), in.Epoch)
+		if err != nil || in.Epoch <= epoch {
+			t.Errorf("round %d: new primary's epoch %d (%v), was %d: want a higher epoch", round, in.Epoch, err, epoch)
 		}
-	}
-	// the old primary comes back as a replica
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the heads agree", func() bool {
-		want, err1 := np.Client().LocalInfo(ctx, vi.ID)
-		got, err2 := p.Client().LocalInfo(ctx, vi.ID)
-		return err1 == nil && err2 == nil && got.Version == want.Version && got.Role == "replica"
-	})
-	full, _ := p.Client().Info(ctx, vi.ID)
-	t.Logf("old primary back as a replica; forks kept there: %v", fmt.Sprint(full.Forks))
-	for _, h := range c.Hosts() {
-		verifyAcked("after the old primary's return", h)
+		epoch = in.Epoch
+		verifyAcked(fmt.Sprintf("round %d, after the failover", round), np)
+		for range 30 {
+			if err := write(np); err != nil {
+				t.Fatalf("round %d: write through the new primary: %v", round, err)
+			}
+		}
+		// the killed host comes back as a replica
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		old := p
+		waitFor(t, "the heads agree", func() bool {
+			want, err1 := np.Client().LocalInfo(ctx, vi.ID)
+			got, err2 := old.Client().LocalInfo(ctx, vi.ID)
+			return err1 == nil && err2 == nil && got.Version == want.Version && got.Role == "replica"
+		})
+		full, _ := old.Client().Info(ctx, vi.ID)
+		t.Logf("round %d: %s back as a replica; forks kept there: %d", round, old.Name(), len(full.Forks))
+		for _, h := range c.Hosts() {
+			verifyAcked(fmt.Sprintf("round %d, after the old primary's return", round), h)
+		}
+		p = np
 	}
 }
 
