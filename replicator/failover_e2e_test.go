@@ -246,6 +246,15 @@ func TestOldPrimaryCannotAcknowledge(t *testing.T) {
 			})
 			full, _ := p.Client().Info(ctx, vi.ID)
 			t.Logf("%s: forks kept on the old primary: %v", how, full.Forks)
+			heads, err := p.CLI("heads", "--replicas")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range full.Forks {
+				if !strings.Contains(heads, "fork "+f.Branch) || !strings.Contains(heads, f.Branch+":") {
+					t.Errorf("heads --replicas on the old primary does not show the fork %s:\n%s", f.Branch, heads)
+				}
+			}
 		})
 	}
 }

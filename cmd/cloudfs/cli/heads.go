@@ -19,7 +19,7 @@ type headsOptions struct {
 func (o *headsOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.json, "json", false, "print a JSON list of {id, version}")
 	fs.BoolVarP(&o.replicas, "replicas", "r", false,
-		"under each replicated volume, its mode and every replica's version, lag (entries, bytes) and state")
+		"under each replicated volume, its mode, every replica's version, lag (entries, bytes) and state, and the forks kept here")
 }
 
 func newHeadsCommand(g *globalOptions) *cobra.Command {
@@ -44,6 +44,7 @@ type headJSON struct {
 	Mode     string                   `json:"mode,omitempty"`
 	Primary  string                   `json:"primary,omitempty"`
 	Replicas []replicator.ReplicaInfo `json:"replicas,omitempty"`
+	Forks    []replicator.ForkInfo    `json:"forks,omitempty"`
 }
 
 func (o *headsOptions) run(c *cobra.Command) error {
@@ -61,7 +62,7 @@ func (o *headsOptions) run(c *cobra.Command) error {
 		hj := headJSON{ID: id, Version: version}
 		if o.replicas {
 			if vi, err := cl.Info(c.Context(), id); err == nil {
-				hj.Mode, hj.Primary, hj.Replicas = vi.Mode, vi.Primary, vi.Replicas
+				hj.Mode, hj.Primary, hj.Replicas, hj.Forks = vi.Mode, vi.Primary, vi.Replicas, vi.Forks
 			}
 		}
 		out = append(out, hj)
@@ -77,6 +78,10 @@ func (o *headsOptions) run(c *cobra.Command) error {
 		}
 		for _, r := range h.Replicas {
 			fmt.Fprintf(w, "  replica %s: %s\n", r.Host, replicaLine(r))
+		}
+		for _, f := range h.Forks {
+			fmt.Fprintf(w, "  fork %s: a history the primary's does not continue (head %s, lsn %d)\n", f.Branch, f.Version,
+				f.LSN)
 		}
 	}
 	return nil
