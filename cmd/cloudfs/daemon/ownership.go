@@ -25,9 +25,14 @@ import (
 //   - the primary takes the catalog's epoch with a view entry
 //     (segment.TakeOver) when its store is behind it (a new volume, or one
 //     made before epochs);
-//   - a replica fences the volume at the catalog's epoch (segment.Fence):
-//     from then on it refuses entries of an older epoch, so an old primary
-//     that was paused or cut off cannot get them logged, nor acknowledged;
+//   - a host whose store still owns a volume the catalog gives to another
+//     host (an old primary back from a pause or a partition) fences it at
+//     the catalog's epoch (segment.Fence): its store refuses its writes from
+//     then on. Replicas are not fenced by the catalog: the new primary's
+//     history holds entries of the old epoch before its view entry, which a
+//     lagging replica must still apply; they stop following the old primary
+//     when the catalog changes, and once they apply the view entry they
+//     refuse the old epoch;
 //   - when the primary's lease has expired, the most up-to-date live
 //     replica (highest lsn, then lowest host id) takes the volume by
 //     compare-and-swap in etcd and appends a view entry in the new epoch;
@@ -51,6 +56,7 @@ type ownership struct {
 	// puts the volume on another host instead (0: never).
 	after time.Duration
 
+	alignMu   sync.Mutex
 	mu        sync.Mutex
 	electing  map[segment.ID]time.Time // last attempt
 	downSince map[string]time.Time     // "<volume>/<host>" -> first seen gone
@@ -78,6 +84,8 @@ func (o *ownership) align(base segment.ID, v cluster.Volume) {
 	if len(v.Replicas) < 2 {
 		return
 	}
+	o.alignMu.Lock() // creation and reconcile may both get here
+	defer o.alignMu.Unlock()
 	in, ok := o.info(base)
 	if !ok || v.Epoch == 0 || in.Epoch >= v.Epoch || !in.Owned {
 		return
@@ -89,10 +97,11 @@ func (o *ownership) align(base segment.ID, v cluster.Volume) {
 	o.r.log.Info("volume in the catalog's epoch", "volume", base, "epoch", v.Epoch)
 }
 
-// fence makes a replica refuse entries older than the catalog's epoch.
+// fence makes a store that still owns a volume the catalog gives to
+// another host refuse writes to it.
 func (o *ownership) fence(base segment.ID, v cluster.Volume) {
 	in, ok := o.info(base)
-	if !ok || v.Epoch == 0 || in.Epoch >= v.Epoch || in.FencedEpoch >= v.Epoch {
+	if !ok || !in.Owned || v.Epoch == 0 || in.Epoch >= v.Epoch || in.FencedEpoch >= v.Epoch {
 		return
 	}
 	if err := o.r.host.st.Fence(base, v.Epoch); err != nil {
