@@ -2,10 +2,16 @@
 // of a host (an http.Handler, served on port 8090 by the daemon), its Go
 // client, the stream protocol that carries a volume's entries between
 // stores, and Follow, which keeps a local replica of a volume up to date
-// with another host (catch-up by delta, then live, reconnecting by itself).
-// replicator/cluster holds the etcd side: the embedded member and host
-// membership with leases. Placement, the volume catalog, replication modes,
-// remote IO with redirects and failover arrive with issues 5 and 6.
+// with another host (catch-up by delta, then live, reconnecting by itself,
+// acknowledging what it logged to the primary). Acks is the primary's side:
+// it holds each write until the replicas the volume's mode (sync, quorum,
+// async) waits for have it, and holds a volume's writes for a planned
+// hand-over; Replicated is a volume written through it. Block requests to a
+// host that is not a volume's primary are redirected there (Config.Route).
+// replicator/cluster holds the etcd side: embedded members, host
+// membership with leases, and the watched catalog of volumes with their
+// primary, replicas, mode and epoch. The daemon (cmd/cloudfs/daemon)
+// decides placement, failover and forks with these parts.
 //
 // # The API
 //
@@ -24,6 +30,10 @@
 //	POST   /v1/volumes/{id}/discard        zero the Range "bytes=a-b"
 //	POST   /v1/volumes/{id}/flush          make acknowledged writes durable
 //	GET    /v1/volumes/{id}/stream         entries after from=<version>; follow=1 stays live
+//	POST   /v1/volumes/{id}/ack            a replica's acknowledgement, to the primary
+//	POST   /v1/volumes/{id}/acquire        become the primary (planned hand-over)
+//	POST   /v1/volumes/{id}/handover       the primary hands the volume over
+//	POST   /v1/volumes/{id}/force          become the primary without a failover's checks
 //	PUT    /v1/log                         apply a stream (verified first)
 //
 // Everything but /heads and /healthz needs the cluster secret as

@@ -3,8 +3,12 @@
 // store's lock, loads the cluster secret, and serves the HTTP API
 // (replicator) and /metrics on one listener until its context ends; then it
 // shuts down in order: HTTP (followers are cut), store (flush, checkpoint).
-// The ublk devices and the cluster plug in here (issues 4 and 5): Host is
-// the one place that knows what a volume's lifecycle means on this host.
+// Host is the one place that knows what a volume's lifecycle means on this
+// host: its ublk device (devices.go, backend.go: local IO through this
+// host's replication, or forwarded to the primary), its replication
+// (replication.go: placement, followers, acks, by the catalog), its
+// ownership (ownership.go: epochs, failover, forks, re-replication, force;
+// handover.go: acquire) and the POSIX shim (shim.go).
 //
 // # Rules
 //
