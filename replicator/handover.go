@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"cloudfs/segment"
@@ -178,6 +179,31 @@ func (s *server) force(w http.ResponseWriter, r *http.Request) error {
 func (c *Client) Force(ctx context.Context, id string) (HandoverResult, error) {
 	var out HandoverResult
 	return out, c.json(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/force", &out)
+}
+
+// switchPrimary answers POST /v1/volumes/{id}/switch?epoch=<n>: a new
+// primary (after a failover) tells this replica to stop following the old
+// one now.
+func (s *server) switchPrimary(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	epoch, err := strconv.ParseUint(r.URL.Query().Get("epoch"), 10, 64)
+	if err != nil || epoch == 0 {
+		return errf(http.StatusBadRequest, "switch: want ?epoch=<the new epoch>")
+	}
+	if s.cfg.Switch == nil {
+		return errf(http.StatusServiceUnavailable, "this host runs without a cluster")
+	}
+	s.cfg.Switch(id, epoch)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// Switch tells a replica that a new primary owns the volume in epoch.
+func (c *Client) Switch(ctx context.Context, id string, epoch uint64) error {
+	return c.json(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/switch?epoch="+strconv.FormatUint(epoch, 10), nil)
 }
 
 // handover answers POST /v1/volumes/{id}/handover?to=<host>: the primary

@@ -69,6 +69,9 @@ type Config struct {
 	// Force, if set, makes this host a volume's primary without the checks
 	// of a failover (POST /v1/volumes/{id}/force).
 	Force func(ctx context.Context, base segment.ID) (HandoverResult, error)
+	// Switch, if set, takes a new primary's announcement that it owns a
+	// volume in an epoch (POST /v1/volumes/{id}/switch).
+	Switch func(base segment.ID, epoch uint64)
 	// MaxBlockBytes caps the body of one block write (default 64 MiB).
 	MaxBlockBytes int64
 	// MaxLogBytes caps the body of one PUT /v1/log (default 1 TiB).
@@ -152,6 +155,7 @@ func (s *server) routes() []route {
 		{"POST /v1/volumes/{id}/handover", "handover", false, s.handover},
 		{"POST /v1/volumes/{id}/handover/done", "handover_done", false, s.handoverDone},
 		{"POST /v1/volumes/{id}/force", "force", false, s.force},
+		{"POST /v1/volumes/{id}/switch", "switch", false, s.switchPrimary},
 		{"PUT /v1/log", "apply", false, s.apply},
 	}
 }

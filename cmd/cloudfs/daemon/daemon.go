@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg Config) error {
 	repl = &replication{hc: cl, host: host, self: cfg.HostID, secret: secret, acks: acks, rt: rt, rate: cfg.ResyncRate,
 		fmet: replicator.NewFollowMetrics(reg), log: log.With("component", "replication"),
 		followers: map[string]context.CancelFunc{}, primaryOf: map[segment.ID]bool{},
-		ho: handovers{holds: map[segment.ID]func(){}}}
+		ho: handovers{holds: map[segment.ID]func(){}}, switched: map[string]uint64{}}
 	repl.own = newOwnership(repl, cfg.DataDir, cfg.RereplicateAfter, reg)
 	host.repl = repl
 	replCtx, stopRepl := context.WithCancel(context.Background())
@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
 		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create, Replication: repl.replication, Acks: acks,
 		Route: rt.primary, Acquire: repl.acquire, Handover: repl.handover, HandoverDone: repl.handoverDone,
-		Force: repl.own.force})
+		Force: repl.own.force, Switch: repl.switchTo})
 	abort := func(err error) error {
 		stopRepl()
 		<-replDone

@@ -204,6 +204,7 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 		return 0, err
 	}
 	o.r.stopFollower(v.ID)
+	o.announce(ctx, v, urls, uint64(epoch))
 	pos, err := o.r.host.st.TakeOver(base, uint64(epoch))
 	if err != nil {
 		// the catalog names this host: the next reconcile aligns the store
@@ -220,6 +221,28 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 	v.Primary, v.Epoch, v.Mode = o.r.self, uint64(epoch), mode
 	o.r.track(base, v)
 	return uint64(epoch), nil
+}
+
+// announce tells the volume's other live replicas that this host is its
+// primary in epoch, so that they stop following the old primary now rather
+// than when their catalog shows it (best effort, 2 s at most).
+func (o *ownership) announce(ctx context.Context, v cluster.Volume, urls map[string]string, epoch uint64) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, h := range v.Replicas {
+		if h == o.r.self || h == v.Primary || urls[h] == "" {
+			continue
+		}
+		wg.Go(func() {
+			c := &replicator.Client{URL: urls[h], Secret: o.r.secret, HTTP: o.r.rt.client}
+			if err := c.Switch(ctx, v.ID, epoch); err != nil {
+				o.r.log.Warn("replica not told of the new primary; it switches when its catalog does", "volume", v.ID,
+					"replica", h, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // force makes this host base's primary though no failover would (no quorum

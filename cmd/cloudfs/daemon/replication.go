@@ -39,6 +39,10 @@ type replication struct {
 	mu        sync.Mutex
 	followers map[string]context.CancelFunc // volume id -> its follower
 	primaryOf map[segment.ID]bool           // volumes acks tracks
+	// switched is, per volume, the epoch a new primary announced (POST
+	// .../switch) before this host's catalog shows it: no follower of an
+	// older primary starts until the catalog has that epoch.
+	switched map[string]uint64
 }
 
 // create makes a volume on n live hosts (self first) as one transaction:
@@ -257,6 +261,9 @@ func (r *replication) ensure(ctx context.Context, v cluster.Volume, urls map[str
 	if _, ok := r.followers[v.ID]; ok {
 		return
 	}
+	if v.Epoch < r.switched[v.ID] {
+		return // a newer primary announced itself; the catalog follows shortly
+	}
 	id, err := segment.ParseID(v.ID)
 	if err != nil {
 		return
@@ -298,6 +305,24 @@ func (r *replication) ensure(ctx context.Context, v cluster.Volume, urls map[str
 func forked(err error) bool {
 	return errors.Is(err, segment.ErrLink) && !errors.Is(err, segment.ErrStaleEpoch) ||
 		replicator.IsStatus(err, 409)
+}
+
+// switchTo is a new primary's announcement that it owns base in epoch (a
+// failover): this host stops following the old primary at once, before its
+// catalog shows the change, so that an old primary resumed meanwhile finds
+// no replica to take, and acknowledge, its writes.
+func (r *replication) switchTo(base segment.ID, epoch uint64) {
+	r.mu.Lock()
+	if epoch > r.switched[base.String()] {
+		r.switched[base.String()] = epoch
+	}
+	stop, ok := r.followers[base.String()]
+	delete(r.followers, base.String())
+	r.mu.Unlock()
+	if ok {
+		stop()
+		r.log.Info("stopped following: a new primary announced itself", "volume", base, "epoch", epoch)
+	}
 }
 
 // stopFollower stops the follower of volume id, if one runs.
