@@ -115,7 +115,7 @@ func TestFailover(t *testing.T) {
 		}
 		epoch = in.Epoch
 		for _, h := range c.Hosts() { // the third host was told, not left to its catalog
-			if h != p && h != np && !strings.Contains(h.Logs(), fmt.Sprintf("new primary announced itself\" component=replication volume=%s epoch=%d", vi.ID, epoch)) {
+			if h != p && h != np && !strings.Contains(h.Logs(), fmt.Sprintf("new primary announced itself\" component=replication volume=%s epoch=%d ", vi.ID, epoch)) {
 				t.Errorf("round %d: %s was not told of the new primary (epoch %d) by it", round, h.Name(), epoch)
 			}
 		}

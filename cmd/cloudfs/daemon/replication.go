@@ -321,8 +321,9 @@ func (r *replication) switchTo(base segment.ID, epoch uint64) {
 	r.mu.Unlock()
 	if ok {
 		stop()
-		r.log.Info("stopped following: a new primary announced itself", "volume", base, "epoch", epoch)
 	}
+	// the follower may be gone already: the catalog can be quicker
+	r.log.Info("a new primary announced itself", "volume", base, "epoch", epoch, "stopped_follower", ok)
 }
 
 // stopFollower stops the follower of volume id, if one runs.
