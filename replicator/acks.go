@@ -233,7 +233,11 @@ func (a *Acks) Ack(base segment.ID, host string, pos segment.Position) error {
 // (at once for a volume this host is not tracking, or in async mode), or
 // with ErrNoQuorum after the timeout. done may be called on this goroutine
 // and must not block.
-func (a *Acks) Await(base segment.ID, lsn uint64, done func(error)) {
+func (a *Acks) Await(base segment.ID, lsn uint64, done func(error)) { a.await(base, lsn, -1, done) }
+
+// await is Await that, for a write of n >= 0 bytes, also records it for the
+// lag in bytes, under the same lock (one lock per write on the IO path).
+func (a *Acks) await(base segment.ID, lsn uint64, n int64, done func(error)) {
 	if a == nil {
 		done(nil)
 		return
@@ -241,6 +245,9 @@ func (a *Acks) Await(base segment.ID, lsn uint64, done func(error)) {
 	now := time.Now()
 	a.mu.Lock()
 	v := a.vols[base]
+	if v != nil && n >= 0 {
+		v.hist.add(lsn, n)
+	}
 	if v == nil {
 		a.mu.Unlock()
 		done(nil)
@@ -253,18 +260,6 @@ func (a *Acks) Await(base segment.ID, lsn uint64, done func(error)) {
 		return
 	}
 	v.waiters = append(v.waiters, &waiter{lsn: lsn, start: now, deadline: now.Add(a.cfg.Timeout), done: done})
-	a.mu.Unlock()
-}
-
-// wrote records a write of n bytes at lsn, for the lag in bytes.
-func (a *Acks) wrote(base segment.ID, lsn uint64, n int64) {
-	if a == nil {
-		return
-	}
-	a.mu.Lock()
-	if v := a.vols[base]; v != nil {
-		v.hist.add(lsn, n)
-	}
 	a.mu.Unlock()
 }
 

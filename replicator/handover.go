@@ -99,7 +99,10 @@ func (a *Acks) leave(base segment.ID) {
 		return
 	}
 	a.mu.Lock()
-	a.gateLocked(base).inflight--
+	g := a.gateLocked(base)
+	if g.inflight--; g.inflight == 0 && g.ch == nil {
+		delete(a.gates, base) // no hand-over: nothing to keep (volumes come and go)
+	}
 	a.mu.Unlock()
 }
 

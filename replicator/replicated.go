@@ -65,8 +65,7 @@ func (r *Replicated) await(pos segment.Position, n int64, err error, done func(e
 		done(err)
 		return
 	}
-	r.acks.wrote(r.Base(), pos.LSN, n)
-	r.acks.Await(r.Base(), pos.LSN, func(err error) {
+	r.acks.await(r.Base(), pos.LSN, n, func(err error) {
 		r.acks.leave(r.Base())
 		done(err)
 	})
