@@ -186,7 +186,9 @@ func (c *Client) Force(ctx context.Context, id string) (HandoverResult, error) {
 
 // switchPrimary answers POST /v1/volumes/{id}/switch?epoch=<n>: a new
 // primary (after a failover) tells this replica to stop following the old
-// one now.
+// one. The answer is this host's copy of the volume once its follower has
+// stopped, which the new primary needs to know it has every acknowledged
+// write.
 func (s *server) switchPrimary(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r, "id")
 	if err != nil {
@@ -199,14 +201,26 @@ func (s *server) switchPrimary(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Switch == nil {
 		return errf(http.StatusServiceUnavailable, "this host runs without a cluster")
 	}
-	s.cfg.Switch(id, epoch)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	v, err := s.cfg.Store.Volume(id)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Switch(r.Context(), id, epoch); err != nil {
+		return err
+	}
+	vi, err := s.info(v)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, vi)
 }
 
-// Switch tells a replica that a new primary owns the volume in epoch.
-func (c *Client) Switch(ctx context.Context, id string, epoch uint64) error {
-	return c.json(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/switch?epoch="+strconv.FormatUint(epoch, 10), nil)
+// Switch tells a replica that a new primary owns the volume in epoch, and
+// returns the replica's copy once it has stopped following the old one.
+func (c *Client) Switch(ctx context.Context, id string, epoch uint64) (VolumeInfo, error) {
+	var out VolumeInfo
+	return out, c.json(ctx, http.MethodPost,
+		"/v1/volumes/"+url.PathEscape(id)+"/switch?epoch="+strconv.FormatUint(epoch, 10), &out)
 }
 
 // handover answers POST /v1/volumes/{id}/handover?to=<host>: the primary

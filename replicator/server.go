@@ -70,8 +70,9 @@ type Config struct {
 	// of a failover (POST /v1/volumes/{id}/force).
 	Force func(ctx context.Context, base segment.ID) (HandoverResult, error)
 	// Switch, if set, takes a new primary's announcement that it owns a
-	// volume in an epoch (POST /v1/volumes/{id}/switch).
-	Switch func(base segment.ID, epoch uint64)
+	// volume in an epoch (POST /v1/volumes/{id}/switch): it returns once
+	// this host follows no older primary of the volume.
+	Switch func(ctx context.Context, base segment.ID, epoch uint64) error
 	// MaxBlockBytes caps the body of one block write (default 64 MiB).
 	MaxBlockBytes int64
 	// MaxLogBytes caps the body of one PUT /v1/log (default 1 TiB).

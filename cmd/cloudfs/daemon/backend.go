@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"sync"
@@ -16,16 +17,19 @@ import (
 
 // routes says, for each volume this host keeps but is not the primary of,
 // where its primary is: the block device and the block API send its IO
-// there (remote IO). A volume not listed is served here.
+// there (remote IO). A volume not listed is served here. An orphan is a
+// replicated volume with no primary to serve it now: its primary's lease
+// expired and the failover has not finished; its IO waits for one.
 type routes struct {
 	secret string
 	client *http.Client
 	mu     sync.RWMutex
 	to     map[segment.ID]string // volume -> its primary's API URL
+	orphan map[segment.ID]bool
 }
 
 func newRoutes(secret string) *routes {
-	return &routes{secret: secret, to: map[segment.ID]string{},
+	return &routes{secret: secret, to: map[segment.ID]string{}, orphan: map[segment.ID]bool{},
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}}
 }
 
@@ -36,10 +40,17 @@ func (rt *routes) primary(base segment.ID) string {
 	return rt.to[base]
 }
 
-func (rt *routes) set(to map[segment.ID]string) {
+func (rt *routes) set(to map[segment.ID]string, orphan map[segment.ID]bool) {
 	rt.mu.Lock()
-	rt.to = to
+	rt.to, rt.orphan = to, orphan
 	rt.mu.Unlock()
+}
+
+// orphaned reports whether base has no primary to serve it now.
+func (rt *routes) orphaned(base segment.ID) bool {
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
+	return rt.orphan[base]
 }
 
 // setOne points base at its new primary now, ahead of the catalog.
@@ -85,6 +96,17 @@ const remoteTimeout = 20 * time.Second
 func (b *backend) ReadAt(p []byte, off int64) (int, error) {
 	c := b.rt.remote(b.local.Base())
 	if c == nil {
+		// an orphan's copy here may lack acknowledged writes: it is read
+		// once a failover made it the primary's, or at the new primary
+		if b.rt.orphaned(b.local.Base()) {
+			if !b.awaitPrimary() {
+				return 0, fmt.Errorf("volume %v: no primary serves it (failover under way or impossible): %w",
+					b.local.Base(), replicator.ErrNoQuorum)
+			}
+			c = b.rt.remote(b.local.Base())
+		}
+	}
+	if c == nil {
 		return b.local.ReadAt(p, off)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
@@ -95,16 +117,46 @@ func (b *backend) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// movedDone wraps a local IO's done: an IO refused because the volume has
-// just been handed over (or fenced) is sent to the new primary by retry.
+// movedDone wraps a local IO's done: an IO refused because this host's
+// store does not own the volume goes again, by retry, once the volume has a
+// primary to go to: it has just been handed over or fenced (the route to
+// the new primary is set at once), or a failover is under way (a route
+// appears, or this host takes the volume over). The IO waits for that up
+// to remoteTimeout, and then fails with the store's error.
 func (b *backend) movedDone(retry func(), done func(error)) func(error) {
 	return func(err error) {
-		if (errors.Is(err, replicator.ErrNotPrimary) || errors.Is(err, segment.ErrReadOnly)) &&
-			b.rt.remote(b.local.Base()) != nil {
-			go retry()
+		if !errors.Is(err, replicator.ErrNotPrimary) && !errors.Is(err, segment.ErrReadOnly) {
+			done(err)
 			return
 		}
-		done(err)
+		go func() {
+			if b.awaitPrimary() {
+				retry()
+				return
+			}
+			done(err)
+		}()
+	}
+}
+
+// awaitPrimary reports whether the volume is routed to a primary or owned
+// by this host's store, waiting up to remoteTimeout for that while it is
+// an orphan.
+func (b *backend) awaitPrimary() bool {
+	deadline := time.Now().Add(remoteTimeout)
+	for {
+		if b.rt.remote(b.local.Base()) != nil {
+			return true
+		}
+		if in, err := b.local.Info(); err != nil {
+			return false
+		} else if in.Owned {
+			return true
+		}
+		if !b.rt.orphaned(b.local.Base()) || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

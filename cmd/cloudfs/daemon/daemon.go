@@ -155,7 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 	host := &Host{st: st, devs: startDevices(st, cfg, reg, acks, rt), acks: acks}
 	repl = &replication{hc: cl, host: host, self: cfg.HostID, secret: secret, acks: acks, rt: rt, rate: cfg.ResyncRate,
 		fmet: replicator.NewFollowMetrics(reg), log: log.With("component", "replication"),
-		followers: map[string]context.CancelFunc{}, primaryOf: map[segment.ID]bool{},
+		followers: map[string]*following{}, primaryOf: map[segment.ID]bool{},
 		ho: handovers{holds: map[segment.ID]func(){}}, switched: map[string]uint64{}}
 	repl.own = newOwnership(repl, cfg.DataDir, cfg.RereplicateAfter, reg)
 	host.repl = repl

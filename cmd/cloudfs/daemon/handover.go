@@ -43,6 +43,10 @@ func (r *replication) acquire(ctx context.Context, base segment.ID) (replicator.
 		return replicator.HandoverResult{}, httpErr(http.StatusServiceUnavailable,
 			"the primary %s is not live: failover gives the volume to the most up-to-date replica", v.Primary)
 	}
+	if !r.own.begin(base) {
+		return replicator.HandoverResult{}, httpErr(http.StatusConflict, "a take-over of volume %v is under way", base)
+	}
+	defer r.own.end(base)
 	start := time.Now()
 	pc := &replicator.Client{URL: h.URL, Secret: r.secret, HTTP: r.rt.client}
 	res, err := pc.Handover(ctx, base.String(), r.self)
@@ -52,14 +56,17 @@ func (r *replication) acquire(ctx context.Context, base segment.ID) (replicator.
 	if err := r.hc.cat.WaitRevision(ctx, int64(res.Epoch)); err != nil {
 		r.log.Warn("the local catalog lags the hand-over", "volume", base, "err", err)
 	}
-	r.stopFollower(base.String())
+	if _, err := r.stopFollower(ctx, base.String()); err != nil {
+		return res, err
+	}
+	v.Primary, v.Epoch = r.self, res.Epoch
+	r.track(base, v) // before the store takes it: no write is acknowledged without the replicas
 	if _, err := r.host.st.TakeOver(base, res.Epoch); err != nil {
+		r.untrack(base, "its take-over failed")
 		return res, fmt.Errorf("the catalog names this host the primary (epoch %d) but the store did not take it: %w",
 			res.Epoch, err)
 	}
 	r.rt.forget(base)
-	v.Primary, v.Epoch = r.self, res.Epoch
-	r.track(base, v)
 	if err := pc.HandoverDone(ctx, base.String()); err != nil {
 		r.log.Warn("the previous primary was not told the hand-over is done; it lets its writes go within 10 s",
 			"volume", base, "err", err)

@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,8 +37,10 @@ import (
 //     refuse the old epoch;
 //   - when the primary's lease has expired, the most up-to-date live
 //     replica (highest lsn, then lowest host id) takes the volume by
-//     compare-and-swap in etcd and appends a view entry in the new epoch;
-//     in quorum mode only while a majority of the volume's hosts is live.
+//     compare-and-swap in etcd; in quorum mode only while a majority of
+//     the volume's hosts is live. Before it serves, it makes the other
+//     replicas stop following the old primary and catches up from the one
+//     furthest ahead (finish), then appends a view entry in the new epoch;
 //   - a replica whose history has diverged from the primary's (an old
 //     primary's tail nobody else has) keeps it as a branch, a fork, reported
 //     in the log, a metric and <data-dir>/forks.json, and copies the volume
@@ -59,12 +63,14 @@ type ownership struct {
 	alignMu   sync.Mutex
 	mu        sync.Mutex
 	electing  map[segment.ID]time.Time // last attempt
+	taking    map[segment.ID]bool      // a take-over under way (finish, acquire)
 	downSince map[string]time.Time     // "<volume>/<host>" -> first seen gone
 }
 
 func newOwnership(r *replication, dataDir string, after time.Duration, reg prometheus.Registerer) *ownership {
 	o := &ownership{r: r, forkPath: filepath.Join(dataDir, "forks.json"), electing: map[segment.ID]time.Time{},
-		after: after, downSince: map[string]time.Time{},
+		taking: map[segment.ID]bool{},
+		after:  after, downSince: map[string]time.Time{},
 		rerep: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cloudfs", Subsystem: "ownership",
 			Name: "rereplications_total", Help: "Replicas of volumes this host is the primary of moved off a host gone too long."}),
 		forks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cloudfs", Subsystem: "ownership",
@@ -203,12 +209,12 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 	if err != nil {
 		return 0, err
 	}
-	o.r.stopFollower(v.ID)
-	o.announce(ctx, v, urls, uint64(epoch))
-	pos, err := o.r.host.st.TakeOver(base, uint64(epoch))
+	old := v.Primary
+	v.Primary, v.Epoch, v.Mode = o.r.self, uint64(epoch), mode
+	pos, err := o.finish(ctx, base, v, old, urls, force)
 	if err != nil {
-		// the catalog names this host: the next reconcile aligns the store
-		return 0, fmt.Errorf("took the volume in etcd (epoch %d) but not in the store: %w", epoch, err)
+		// the catalog names this host: reconcile finishes it (resume)
+		return 0, fmt.Errorf("took the volume in etcd (epoch %d) but does not serve it yet: %w", epoch, err)
 	}
 	o.failover.Inc()
 	msg := "took over a volume whose primary's lease expired"
@@ -216,33 +222,197 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 		msg = "FORCED take-over: this host is the primary without the checks of a failover; writes another host " +
 			"acknowledged and this one lacks are not in the volume (the old primary keeps them as a fork when it returns)"
 	}
-	o.r.log.Warn(msg, "volume", base, "old_primary", v.Primary, "epoch", epoch, "lsn", pos.LSN, "live_hosts", live,
+	o.r.log.Warn(msg, "volume", base, "old_primary", old, "epoch", epoch, "lsn", pos.LSN, "live_hosts", live,
 		"mode", mode, "best_live_replica", best, "best_lsn", bestLSN)
-	v.Primary, v.Epoch, v.Mode = o.r.self, uint64(epoch), mode
-	o.r.track(base, v)
 	return uint64(epoch), nil
 }
 
-// announce tells the volume's other live replicas that this host is its
-// primary in epoch, so that they stop following the old primary now rather
-// than when their catalog shows it (best effort, 2 s at most).
-func (o *ownership) announce(ctx context.Context, v cluster.Volume, urls map[string]string, epoch uint64) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+// finish serves a volume the catalog has just made this host the primary
+// of (v, in v.Epoch; old was the primary before, "" if unknown), whose
+// store does not own it yet. The election compared the replicas' copies
+// while they still followed the old primary, which may have been paused
+// rather than dead; so before it serves, this host
+//   - stops its own follower;
+//   - tells the other replicas (switch), which stop theirs and answer with
+//     their copy. A quorum volume needs the answers of a majority of its
+//     hosts (this one counted): every write the old primary acknowledged
+//     is on one of them, and no majority is left to acknowledge its
+//     writes from then on. A sync volume needs every live replica's
+//     answer; async and forced take-overs ask once, without waiting;
+//   - catches up from the answer furthest ahead of its own copy;
+//
+// then it takes the epoch with a view entry and serves the volume.
+func (o *ownership) finish(ctx context.Context, base segment.ID, v cluster.Volume, old string,
+	urls map[string]string, force bool) (segment.Position, error) {
+	if !o.begin(base) {
+		return segment.Position{}, fmt.Errorf("volume %v: a take-over is under way", base)
+	}
+	defer o.end(base)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
+	if _, err := o.r.stopFollower(ctx, v.ID); err != nil {
+		return segment.Position{}, err
+	}
+	var ask []string
 	for _, h := range v.Replicas {
-		if h == o.r.self || h == v.Primary || urls[h] == "" {
+		if h != o.r.self && h != old && urls[h] != "" {
+			ask = append(ask, h)
+		}
+	}
+	need := 0
+	switch {
+	case force || v.Mode == replicator.ModeAsync:
+	case v.Mode == replicator.ModeQuorum:
+		need = len(v.Replicas) / 2 // a majority, this host counted
+	default: // sync: every live replica
+		need = len(ask)
+	}
+	answers, err := o.announce(ctx, v, ask, urls, need)
+	if err != nil {
+		return segment.Position{}, err
+	}
+	o.catchUp(ctx, base, answers, urls)
+	o.r.track(base, v) // before the store takes it: no write is acknowledged without the replicas
+	pos, err := o.r.host.st.TakeOver(base, v.Epoch)
+	if err != nil {
+		o.r.untrack(base, "its take-over failed")
+		return segment.Position{}, fmt.Errorf("the store did not take epoch %d: %w", v.Epoch, err)
+	}
+	o.r.rt.forget(base)
+	return pos, nil
+}
+
+// announce tells hosts that this host is v's primary in v.Epoch (switch)
+// and returns their answers (their copies once they stopped following the
+// old primary). It asks again those that did not answer until need of
+// them have, or ctx ends; need 0 asks once. A host that knows a newer
+// primary ends it with that error.
+func (o *ownership) announce(ctx context.Context, v cluster.Volume, hosts []string, urls map[string]string,
+	need int) (map[string]replicator.VolumeInfo, error) {
+	answers := map[string]replicator.VolumeInfo{}
+	var mu sync.Mutex
+	var newer error
+	for {
+		var wg sync.WaitGroup
+		for _, h := range hosts {
+			if _, ok := answers[h]; ok {
+				continue
+			}
+			wg.Go(func() {
+				actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				c := &replicator.Client{URL: urls[h], Secret: o.r.secret, HTTP: o.r.rt.client}
+				vi, err := c.Switch(actx, v.ID, v.Epoch)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					answers[h] = vi
+				case replicator.IsStatus(err, http.StatusConflict):
+					newer = fmt.Errorf("%s: %w: %w", h, errElection, err)
+				default:
+					o.r.log.Warn("replica not told of the new primary", "volume", v.ID, "replica", h,
+						"answers", len(answers), "needed", need, "err", err)
+				}
+			})
+		}
+		wg.Wait()
+		switch {
+		case newer != nil:
+			return nil, newer
+		case len(answers) >= need:
+			return answers, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%d of the %d answers needed from the volume's replicas before serving: %w",
+				len(answers), need, replicator.ErrNoQuorum)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// catchUp applies, from the answer furthest ahead of this host's copy of
+// base, the entries this host lacks: writes of the old primary that
+// reached a replica after the election compared their copies. A peer
+// whose history does not continue this host's is passed over (its tail
+// becomes a fork there when it follows this host).
+func (o *ownership) catchUp(ctx context.Context, base segment.ID, answers map[string]replicator.VolumeInfo,
+	urls map[string]string) {
+	hosts := slices.Collect(maps.Keys(answers))
+	slices.SortFunc(hosts, func(a, b string) int { return cmp.Compare(answers[b].LSN, answers[a].LSN) })
+	for _, h := range hosts {
+		in, ok := o.info(base)
+		if !ok || answers[h].LSN <= in.LSN {
+			return
+		}
+		c := &replicator.Client{URL: urls[h], Secret: o.r.secret, HTTP: o.r.rt.client}
+		rs, err := c.OpenStream(ctx, base.String(), replicator.StreamOptions{From: in.Version.String(), LSN: in.LSN})
+		if err == nil {
+			_, err = o.r.host.ApplyLive(rs.Body, nil)
+			rs.Body.Close()
+		}
+		after, _ := o.info(base)
+		if err != nil {
+			o.r.log.Error("a replica ahead of the new primary did not give it its entries", "volume", base, "replica", h,
+				"its_lsn", answers[h].LSN, "lsn", after.LSN, "err", err)
 			continue
 		}
-		wg.Go(func() {
-			c := &replicator.Client{URL: urls[h], Secret: o.r.secret, HTTP: o.r.rt.client}
-			if err := c.Switch(ctx, v.ID, epoch); err != nil {
-				o.r.log.Warn("replica not told of the new primary; it switches when its catalog does", "volume", v.ID,
-					"replica", h, "err", err)
-			}
-		})
+		o.r.log.Warn("the new primary caught up from a replica ahead of it", "volume", base, "replica", h,
+			"from_lsn", in.LSN, "lsn", after.LSN)
 	}
-	wg.Wait()
+}
+
+// begin marks a take-over of base under way (finish, acquire); false if
+// one is.
+func (o *ownership) begin(base segment.ID) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.taking[base] {
+		return false
+	}
+	o.taking[base] = true
+	return true
+}
+
+func (o *ownership) end(base segment.ID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.taking, base)
+}
+
+// resume finishes, in the background, a take-over the catalog records but
+// this host's store has not made (finish failed, or the daemon stopped in
+// between): v names this host the primary, and the store does not own the
+// volume in v's epoch. At most one attempt every 3 s per volume.
+func (o *ownership) resume(ctx context.Context, base segment.ID, v cluster.Volume, urls map[string]string) {
+	o.mu.Lock()
+	if o.taking[base] || time.Since(o.electing[base]) < 3*time.Second {
+		o.mu.Unlock()
+		return
+	}
+	o.electing[base] = time.Now()
+	o.mu.Unlock()
+	go func() {
+		pos, err := o.finish(ctx, base, v, "", urls, false)
+		if err != nil {
+			o.r.log.Warn("the catalog names this host the volume's primary; it does not serve it yet", "volume", base,
+				"epoch", v.Epoch, "err", err)
+			return
+		}
+		o.r.log.Warn("serves a volume the catalog gave it earlier", "volume", base, "epoch", v.Epoch, "lsn", pos.LSN)
+	}()
+}
+
+// pending reports whether v names this host the primary in an epoch its
+// store has not taken yet, while another host owned the volume before (a
+// failover not finished; resume finishes it).
+func (o *ownership) pending(base segment.ID, v cluster.Volume) bool {
+	if len(v.Replicas) < 2 || v.Epoch == 0 {
+		return false
+	}
+	in, ok := o.info(base)
+	return ok && !in.Owned && in.Epoch < v.Epoch
 }
 
 // force makes this host base's primary though no failover would (no quorum

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -37,12 +38,19 @@ type replication struct {
 	ho     handovers
 
 	mu        sync.Mutex
-	followers map[string]context.CancelFunc // volume id -> its follower
-	primaryOf map[segment.ID]bool           // volumes acks tracks
+	followers map[string]*following // volume id -> its follower
+	primaryOf map[segment.ID]bool   // volumes acks tracks
 	// switched is, per volume, the epoch a new primary announced (POST
 	// .../switch) before this host's catalog shows it: no follower of an
 	// older primary starts until the catalog has that epoch.
 	switched map[string]uint64
+}
+
+// following is a running follower of a volume.
+type following struct {
+	epoch uint64 // the catalog's epoch of the primary it follows
+	stop  context.CancelFunc
+	done  chan struct{} // closed when it has stopped: it applies nothing more
 }
 
 // create makes a volume on n live hosts (self first) as one transaction:
@@ -171,13 +179,19 @@ func (r *replication) reconcile(ctx context.Context) {
 	want := map[string]bool{}
 	primary := map[segment.ID]bool{}
 	route := map[segment.ID]string{}
+	orphan := map[segment.ID]bool{}
 	for _, v := range vols {
 		base, err := segment.ParseID(v.ID)
 		if err != nil {
 			continue
 		}
 		if v.Primary == r.self {
-			primary[base] = true
+			primary[base] = true // tracked already if a take-over is under way
+			if r.own.pending(base, v) {
+				orphan[base] = true
+				r.own.resume(ctx, base, v, urls)
+				continue
+			}
 			r.track(base, v)
 			r.own.align(base, v)
 			r.own.rereplicate(ctx, v, urls)
@@ -191,13 +205,14 @@ func (r *replication) reconcile(ctx context.Context) {
 		}
 		r.own.fence(base, v)
 		if urls[v.Primary] == "" { // its lease expired: fail over
+			orphan[base] = true
 			r.own.elect(ctx, base, v, urls)
 			continue
 		}
 		want[v.ID] = true
 		r.ensure(ctx, v, urls)
 	}
-	r.rt.set(route)
+	r.rt.set(route, orphan)
 	r.mu.Lock()
 	var gone []segment.ID
 	for base := range r.primaryOf {
@@ -205,9 +220,9 @@ func (r *replication) reconcile(ctx context.Context) {
 			gone = append(gone, base)
 		}
 	}
-	for id, stop := range r.followers {
+	for id, fl := range r.followers {
 		if !want[id] {
-			stop()
+			fl.stop()
 			delete(r.followers, id)
 		}
 	}
@@ -269,7 +284,8 @@ func (r *replication) ensure(ctx context.Context, v cluster.Volume, urls map[str
 		return
 	}
 	fctx, cancel := context.WithCancel(ctx)
-	r.followers[v.ID] = cancel
+	fl := &following{epoch: v.Epoch, stop: cancel, done: make(chan struct{})}
+	r.followers[v.ID] = fl
 	var peers []*replicator.Client
 	for _, h := range v.Replicas {
 		if h != r.self && h != v.Primary && urls[h] != "" {
@@ -293,9 +309,12 @@ func (r *replication) ensure(ctx context.Context, v cluster.Volume, urls map[str
 			}
 		}
 		r.mu.Lock()
-		delete(r.followers, v.ID) // the next reconcile starts it again
+		if r.followers[v.ID] == fl {
+			delete(r.followers, v.ID) // the next reconcile starts it again
+		}
 		r.mu.Unlock()
 		cancel()
+		close(fl.done)
 	}()
 }
 
@@ -308,39 +327,60 @@ func forked(err error) bool {
 }
 
 // switchTo is a new primary's announcement that it owns base in epoch (a
-// failover): this host stops following the old primary at once, before its
-// catalog shows the change, so that an old primary resumed meanwhile finds
-// no replica to take, and acknowledge, its writes.
-func (r *replication) switchTo(base segment.ID, epoch uint64) {
+// failover): this host stops following the old primary, and returns once
+// its follower has stopped, so that what it then reports of its copy is
+// final: no older primary gets another entry applied, nor acknowledged,
+// here. It starts no follower of a primary older than epoch (its catalog
+// shows the new one shortly). An announcement older than what this host
+// knows is refused (409): a newer primary exists.
+func (r *replication) switchTo(ctx context.Context, base segment.ID, epoch uint64) error {
+	id := base.String()
 	r.mu.Lock()
-	if epoch > r.switched[base.String()] {
-		r.switched[base.String()] = epoch
+	if cur, ok := r.hc.cat.Volume(id); ok && cur.Epoch > epoch {
+		r.mu.Unlock()
+		return httpErr(http.StatusConflict, "volume %v has a newer primary (%s, epoch %d) than epoch %d", base,
+			cur.Primary, cur.Epoch, epoch)
 	}
-	stop, ok := r.followers[base.String()]
-	delete(r.followers, base.String())
+	if known := r.switched[id]; known > epoch {
+		r.mu.Unlock()
+		return httpErr(http.StatusConflict, "volume %v: a primary of epoch %d announced itself already", base, known)
+	}
+	r.switched[id] = epoch
+	fl, ok := r.followers[id]
 	r.mu.Unlock()
-	if ok {
-		stop()
+	if ok && fl.epoch >= epoch { // the catalog was quicker: it follows the new primary
+		r.log.Info("a new primary announced itself", "volume", base, "epoch", epoch, "following_it", true)
+		return nil
 	}
-	// the follower may be gone already: the catalog can be quicker
-	r.log.Info("a new primary announced itself", "volume", base, "epoch", epoch, "stopped_follower", ok)
+	stopped, err := r.stopFollower(ctx, id)
+	r.log.Info("a new primary announced itself", "volume", base, "epoch", epoch, "stopped_follower", stopped)
+	return err
 }
 
-// stopFollower stops the follower of volume id, if one runs.
-func (r *replication) stopFollower(id string) {
+// stopFollower stops the follower of volume id, if one runs, and waits
+// until it has stopped (or ctx ends); it reports whether one ran.
+func (r *replication) stopFollower(ctx context.Context, id string) (bool, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if stop, ok := r.followers[id]; ok {
-		stop()
-		delete(r.followers, id)
+	fl, ok := r.followers[id]
+	delete(r.followers, id)
+	r.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	fl.stop()
+	select {
+	case <-fl.done:
+		return true, nil
+	case <-ctx.Done():
+		return true, fmt.Errorf("the follower of volume %s did not stop: %w", id, ctx.Err())
 	}
 }
 
 func (r *replication) stopAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id, stop := range r.followers {
-		stop()
+	for id, fl := range r.followers {
+		fl.stop()
 		delete(r.followers, id)
 	}
 }
