@@ -256,9 +256,13 @@ func TestOldPrimaryCannotAcknowledge(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, f := range full.Forks {
-				if !strings.Contains(heads, "fork "+f.Branch) || !strings.Contains(heads, f.Branch+":") {
+				if f.Host == "" || !strings.Contains(heads, "fork "+f.Branch+" on "+f.Host) || !strings.Contains(heads, f.Branch+":") {
 					t.Errorf("heads --replicas on the old primary does not show the fork %s:\n%s", f.Branch, heads)
 				}
+			}
+			// every host reports the forks, whichever keeps them
+			if seen, err := np.Client().Info(ctx, vi.ID); err != nil || !slices.Equal(seen.Forks, full.Forks) {
+				t.Errorf("the new primary reports forks %v (%v), the old one %v", seen.Forks, err, full.Forks)
 			}
 		})
 	}
@@ -438,4 +442,21 @@ func TestRereplicateAndForce(t *testing.T) {
 			t.Fatalf("write after force: %v", err)
 		}
 	}
+	// set-mode: back to quorum (with 1 of 3 hosts a write then fails), and
+	// to sync again
+	if _, err := h0.CLI("set-mode", vi.ID, "majority"); err == nil {
+		t.Error("set-mode to an unknown mode went through")
+	}
+	if out, err := h0.CLI("set-mode", vi.ID, "quorum"); err != nil || !strings.Contains(out, "mode quorum (was sync)") {
+		t.Fatalf("set-mode quorum: %q, %v", out, err)
+	}
+	waitFor(t, "the primary writes by quorum", func() bool {
+		return h0.Client().WriteAt(ctx, vi.ID, b, 300*4096) != nil // no majority live
+	})
+	if _, err := h0.CLI("set-mode", vi.ID, "sync"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the primary writes by sync again", func() bool {
+		return h0.Client().WriteAt(ctx, vi.ID, b, 301*4096) == nil
+	})
 }

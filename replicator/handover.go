@@ -277,3 +277,39 @@ func (c *Client) Handover(ctx context.Context, id, to string) (HandoverResult, e
 func (c *Client) HandoverDone(ctx context.Context, id string) error {
 	return c.json(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/handover/done", nil)
 }
+
+// ModeResult answers a change of a volume's replication mode.
+type ModeResult struct {
+	Volume string `json:"volume"`
+	Mode   string `json:"mode"`
+	Was    string `json:"was"`
+}
+
+// setMode answers POST /v1/volumes/{id}/mode?mode=<sync|quorum|async>: the
+// volume's replication mode changes in the catalog; its primary waits for
+// the replicas by the new mode from its next write.
+func (s *server) setMode(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	mode := r.URL.Query().Get("mode")
+	if !ValidMode(mode) {
+		return errf(http.StatusBadRequest, "mode: want ?mode=sync, quorum or async, not %q", mode)
+	}
+	if s.cfg.SetMode == nil {
+		return errf(http.StatusServiceUnavailable, "this host runs without a cluster")
+	}
+	was, err := s.cfg.SetMode(r.Context(), id, mode)
+	if err != nil {
+		return err
+	}
+	s.log.Info("replication mode set", "volume", id, "mode", mode, "was", was)
+	return writeJSON(w, http.StatusOK, ModeResult{Volume: id.String(), Mode: mode, Was: was})
+}
+
+// SetMode changes a volume's replication mode.
+func (c *Client) SetMode(ctx context.Context, id, mode string) (ModeResult, error) {
+	var out ModeResult
+	return out, c.json(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(id)+"/mode?mode="+url.QueryEscape(mode), &out)
+}

@@ -69,6 +69,12 @@ type Config struct {
 	// Force, if set, makes this host a volume's primary without the checks
 	// of a failover (POST /v1/volumes/{id}/force).
 	Force func(ctx context.Context, base segment.ID) (HandoverResult, error)
+	// SetMode, if set, changes a volume's replication mode in the catalog
+	// (POST /v1/volumes/{id}/mode); it returns the mode before.
+	SetMode func(ctx context.Context, base segment.ID, mode string) (string, error)
+	// Forks, if set, lists the forks of a volume kept on this host (its
+	// info with ?local=1; without it, Replication gathers every host's).
+	Forks func(base segment.ID) []ForkInfo
 	// Switch, if set, takes a new primary's announcement that it owns a
 	// volume in an epoch (POST /v1/volumes/{id}/switch): it returns once
 	// this host follows no older primary of the volume.
@@ -157,6 +163,7 @@ func (s *server) routes() []route {
 		{"POST /v1/volumes/{id}/handover/done", "handover_done", false, s.handoverDone},
 		{"POST /v1/volumes/{id}/force", "force", false, s.force},
 		{"POST /v1/volumes/{id}/switch", "switch", false, s.switchPrimary},
+		{"POST /v1/volumes/{id}/mode", "mode", false, s.setMode},
 		{"PUT /v1/log", "apply", false, s.apply},
 	}
 }

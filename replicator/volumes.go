@@ -41,8 +41,10 @@ type VolumeInfo struct {
 	Forks []ForkInfo `json:"forks,omitempty"`
 }
 
-// ForkInfo is one fork of a volume kept on the answering host.
+// ForkInfo is one fork of a volume: a history the primary's does not
+// continue, kept as a branch on a host.
 type ForkInfo struct {
+	Host    string    `json:"host,omitempty"` // the host that keeps the branch
 	Branch  string    `json:"branch"`
 	Version string    `json:"version"`
 	LSN     uint64    `json:"lsn"`
@@ -182,6 +184,8 @@ func (s *server) volumeInfo(w http.ResponseWriter, r *http.Request) error {
 		if rp := s.cfg.Replication(r.Context(), v.Base(), vi.LSN); rp != nil {
 			vi.Mode, vi.Primary, vi.Replicas, vi.Forks = rp.Mode, rp.Primary, rp.Replicas, rp.Forks
 		}
+	} else if local && s.cfg.Forks != nil {
+		vi.Forks = s.cfg.Forks(v.Base())
 	}
 	return writeJSON(w, http.StatusOK, vi)
 }

@@ -30,7 +30,8 @@ volume's hosts are live for a quorum, or this host is not the most up to date.
 Writes that other hosts acknowledged and this host does not have are NOT in
 the volume from then on; if the old primary returns, it keeps them as a fork
 (a branch; see info). A quorum volume becomes a sync volume, which this host
-can serve alone. Refused while the primary is live (use acquire). Needs --yes.`,
+can serve alone (set-mode brings it back to quorum once its replicas are
+back). Refused while the primary is live (use acquire). Needs --yes.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return o.run(c, args[0]) },
 	}

@@ -80,8 +80,8 @@ func (o *headsOptions) run(c *cobra.Command) error {
 			fmt.Fprintf(w, "  replica %s: %s\n", r.Host, replicaLine(r))
 		}
 		for _, f := range h.Forks {
-			fmt.Fprintf(w, "  fork %s: a history the primary's does not continue (head %s, lsn %d)\n", f.Branch, f.Version,
-				f.LSN)
+			fmt.Fprintf(w, "  fork %s on %s: a history the primary's does not continue (head %s, lsn %d)\n", f.Branch,
+				f.Host, f.Version, f.LSN)
 		}
 	}
 	return nil

@@ -67,8 +67,8 @@ func (o *infoOptions) run(c *cobra.Command, id string) error {
 			row("replica "+r.Host, replicaLine(r))
 		}
 		for _, f := range vi.Forks {
-			row("fork", fmt.Sprintf("%s: a history the primary's does not continue, kept as this branch (head %s, lsn %d, %s)",
-				f.Branch, f.Version, f.LSN, f.At.Format(time.RFC3339)))
+			row("fork on "+f.Host, fmt.Sprintf("%s: a history the primary's does not continue, kept as this branch "+
+				"(head %s, lsn %d, %s)", f.Branch, f.Version, f.LSN, f.At.Format(time.RFC3339)))
 		}
 	}
 	return tw.Flush()

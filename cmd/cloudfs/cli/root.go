@@ -53,7 +53,7 @@ func NewRootCommand() *cobra.Command {
 	g.AddFlags(root.PersistentFlags())
 	root.AddCommand(newNukeCommand(), newCheckCommand(), newServeCommand(g), newNewdiskCommand(g),
 		newHeadsCommand(g), newInfoCommand(g), newBranchCommand(g), newDeleteCommand(g),
-		newStreamCommand(g), newApplyCommand(g), newHostsCommand(g), newMountCommand(g), newAcquireCommand(g), newForceCommand(g), newVersionCommand())
+		newStreamCommand(g), newApplyCommand(g), newHostsCommand(g), newMountCommand(g), newAcquireCommand(g), newForceCommand(g), newSetModeCommand(g), newVersionCommand())
 	return root
 }
 

@@ -36,6 +36,7 @@ type serveOptions struct {
 	ackTimeout      time.Duration
 	mount           string
 	rereplicate     time.Duration
+	acquireOnWrite  bool
 	resyncRate      string
 }
 
@@ -63,6 +64,9 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.mount, "mount", "", "mount the POSIX shim (FUSE) here: <dir>/<id> is a volume's files, <dir>/disks/<id> its whole disk")
 	fs.DurationVar(&o.rereplicate, "rereplicate-after", 10*time.Minute,
 		"how long a replica's host may be gone before the volume's primary puts the replica on another live host (0: never)")
+	fs.BoolVar(&o.acquireOnWrite, "acquire-on-write", true,
+		"a write on this host to a volume another host is the primary of (its block device or disk file) first moves "+
+			"the primary here, as acquire does (at most once every 10 s a volume); false: the write goes to the primary")
 	fs.StringVar(&o.resyncRate, "resync-rate", "0", "cap a replica's catch-up at this many bytes a second (K, M, G suffixes; 0: no cap)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "wait at most this long for requests in flight at shutdown")
 }
@@ -92,7 +96,8 @@ func (o *serveOptions) run(c *cobra.Command) error {
 	cfg := daemon.Config{DataDir: o.g.dataDir, StorePath: o.store, Listen: o.listen, Logger: log,
 		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices,
 		HostID: o.hostID, Etcd: o.etcd, EtcdClientURL: o.etcdClientURL, EtcdPeerURL: o.etcdPeerURL, EtcdPeers: o.etcdPeers,
-		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL, AckTimeout: o.ackTimeout, Mount: o.mount, RereplicateAfter: o.rereplicate}
+		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL, AckTimeout: o.ackTimeout, Mount: o.mount, RereplicateAfter: o.rereplicate,
+		NoAcquireOnWrite: !o.acquireOnWrite}
 	if o.resyncRate != "0" {
 		if cfg.ResyncRate, err = parseSize(o.resyncRate); err != nil {
 			return &exitError{ExitUsage, fmt.Errorf("--resync-rate: %w", err)}

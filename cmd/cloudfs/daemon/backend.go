@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,16 @@ type routes struct {
 	mu     sync.RWMutex
 	to     map[segment.ID]string // volume -> its primary's API URL
 	orphan map[segment.ID]bool
+	// acquirer, if set, moves a volume's primary role to this host for a
+	// write made here (serve --acquire-on-write); set once replication runs.
+	acquirer atomic.Pointer[replication]
+}
+
+// acquire tries to make this host base's primary for a write made here;
+// false if it is off or did not happen (the write goes to the primary).
+func (rt *routes) acquire(base segment.ID) bool {
+	r := rt.acquirer.Load()
+	return r != nil && r.acquireForWrite(base)
 }
 
 func newRoutes(secret string) *routes {
@@ -167,6 +178,10 @@ func (b *backend) WriteAsync(p []byte, off int64, fua bool, done func(error)) {
 		return
 	}
 	go func() {
+		if b.rt.acquire(b.local.Base()) { // served here from now on
+			b.WriteAsync(p, off, fua, done)
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
 		defer cancel()
 		err := c.WriteAt(ctx, b.local.Base().String(), p, off)
@@ -184,6 +199,10 @@ func (b *backend) ZeroAsync(off, n int64, fua bool, done func(error)) {
 		return
 	}
 	go func() {
+		if b.rt.acquire(b.local.Base()) {
+			b.ZeroAsync(off, n, fua, done)
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
 		defer cancel()
 		err := c.Discard(ctx, b.local.Base().String(), off, n)

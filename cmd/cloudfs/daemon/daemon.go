@@ -41,6 +41,11 @@ type Config struct {
 	// KeepDevices: at shutdown, detach the block devices instead of deleting
 	// them; their IO waits until the next serve re-attaches (an upgrade).
 	KeepDevices bool
+	// NoAcquireOnWrite: a write made on this host to a volume another host
+	// is the primary of (its block device, its disk file in the POSIX shim)
+	// goes to the primary. By default it first moves the primary role here
+	// (a hand-over, as cloudfs acquire): the VM using the volume moved here.
+	NoAcquireOnWrite bool
 	// HostID names this host in the cluster (default: the hostname).
 	HostID string
 	// Etcd lists the client endpoints of an external etcd cluster; empty
@@ -156,16 +161,21 @@ func Run(ctx context.Context, cfg Config) error {
 	repl = &replication{hc: cl, host: host, self: cfg.HostID, secret: secret, acks: acks, rt: rt, rate: cfg.ResyncRate,
 		fmet: replicator.NewFollowMetrics(reg), log: log.With("component", "replication"),
 		followers: map[string]*following{}, primaryOf: map[segment.ID]bool{},
-		ho: handovers{holds: map[segment.ID]func(){}}, switched: map[string]uint64{}}
+		ho: handovers{holds: map[segment.ID]func(){}, acquiring: map[segment.ID]chan struct{}{},
+			lastAcquire: map[segment.ID]time.Time{}}, switched: map[string]uint64{}}
 	repl.own = newOwnership(repl, cfg.DataDir, cfg.RereplicateAfter, reg)
 	host.repl = repl
+	if !cfg.NoAcquireOnWrite {
+		rt.acquirer.Store(repl)
+	}
 	replCtx, stopRepl := context.WithCancel(context.Background())
 	replDone := make(chan struct{})
 	go func() { defer close(replDone); repl.run(replCtx) }()
 	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
 		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create, Replication: repl.replication, Acks: acks,
 		Route: rt.primary, Acquire: repl.acquire, Handover: repl.handover, HandoverDone: repl.handoverDone,
-		Force: repl.own.force, Switch: repl.switchTo})
+		Force: repl.own.force, Switch: repl.switchTo, Forks: repl.own.forkInfo,
+		SetMode: repl.setMode})
 	abort := func(err error) error {
 		stopRepl()
 		<-replDone

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -21,10 +22,14 @@ import (
 // with a view entry and serves; then the primary lets the writes it held
 // go, to the new primary.
 
-// handovers are the holds a primary keeps until the new primary serves.
+// handovers are the holds a primary keeps until the new primary serves,
+// and the hand-overs writes on this host start (acquireForWrite).
 type handovers struct {
 	mu    sync.Mutex
 	holds map[segment.ID]func()
+	// acquireForWrite's attempts: under way, and the last one's start
+	acquiring   map[segment.ID]chan struct{}
+	lastAcquire map[segment.ID]time.Time
 }
 
 // acquire makes this host the primary of base, from the live primary.
@@ -74,6 +79,50 @@ func (r *replication) acquire(ctx context.Context, base segment.ID) (replicator.
 	res.PausedMS = float64(time.Since(start).Microseconds()) / 1000
 	r.log.Info("volume acquired", "volume", base, "from", res.From, "epoch", res.Epoch, "writes_held_ms", res.PausedMS)
 	return res, nil
+}
+
+// acquireEvery is the least time between two hand-overs a volume's writes
+// on this host start (acquireForWrite): two hosts that both write to a
+// volume toss it to and fro no faster than that.
+const acquireEvery = 10 * time.Second
+
+// acquireForWrite makes this host base's primary because a write was made
+// to the volume here, on its block device or disk file while another host
+// is the primary: the VM that uses it moved here (serve --acquire-on-write).
+// It is the hand-over of acquire. Writes made meanwhile wait for it; after
+// a failed attempt, writes go to the primary for acquireEvery before the
+// next attempt. It reports whether this host is the primary now.
+func (r *replication) acquireForWrite(base segment.ID) bool {
+	r.ho.mu.Lock()
+	if ch := r.ho.acquiring[base]; ch != nil {
+		r.ho.mu.Unlock()
+		<-ch
+		return r.acks.Primary(base)
+	}
+	if time.Since(r.ho.lastAcquire[base]) < acquireEvery {
+		r.ho.mu.Unlock()
+		return false
+	}
+	ch := make(chan struct{})
+	r.ho.acquiring[base], r.ho.lastAcquire[base] = ch, time.Now()
+	r.ho.mu.Unlock()
+	defer func() {
+		r.ho.mu.Lock()
+		delete(r.ho.acquiring, base)
+		r.ho.mu.Unlock()
+		close(ch)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := r.acquire(ctx, base)
+	if err != nil {
+		r.log.Warn("a write here did not move the volume here; writes go to its primary", "volume", base,
+			"next_try_in", acquireEvery, "err", err)
+		return false
+	}
+	r.log.Info("a write here moved the volume here (acquire on write)", "volume", base, "from", res.From,
+		"epoch", res.Epoch, "writes_held_ms", res.PausedMS)
+	return true
 }
 
 // handover gives base, of which this host is the primary, to host to.
@@ -146,6 +195,22 @@ func (r *replication) handoverDone(base segment.ID) {
 	if release != nil {
 		release()
 	}
+}
+
+// setMode changes base's replication mode in the catalog: the primary's
+// reconcile gives acks the new mode (a volume force made sync goes back to
+// quorum once its replicas are back, for instance).
+func (r *replication) setMode(ctx context.Context, base segment.ID, mode string) (string, error) {
+	var was string
+	_, err := cluster.UpdateVolume(ctx, r.hc.client, base.String(), func(cur *cluster.Volume) error {
+		was = cur.Mode
+		cur.Mode = mode
+		return nil
+	})
+	if errors.Is(err, cluster.ErrVolumeNotFound) {
+		return "", fmt.Errorf("volume %v is not in the cluster's catalog: %w", base, segment.ErrNotFound)
+	}
+	return was, err
 }
 
 // httpErr is an error answered with code.

@@ -571,6 +571,15 @@ func (o *ownership) Forks(base segment.ID) []fork {
 	return out
 }
 
+// forkInfo lists the forks of base kept on this host, for its info.
+func (o *ownership) forkInfo(base segment.ID) []replicator.ForkInfo {
+	var out []replicator.ForkInfo
+	for _, f := range o.Forks(base) {
+		out = append(out, replicator.ForkInfo{Host: o.r.self, Branch: f.Branch, Version: f.Version, LSN: f.LSN, At: f.At})
+	}
+	return out
+}
+
 func (o *ownership) loadLocked() []fork {
 	var all []fork
 	if b, err := os.ReadFile(o.forkPath); err == nil {

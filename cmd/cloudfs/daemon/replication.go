@@ -406,14 +406,13 @@ func (r *replication) replication(ctx context.Context, base segment.ID, lsn uint
 		urls[h.ID] = h.URL
 	}
 	out := &replicator.Replication{Mode: v.Mode, Primary: v.Primary, Replicas: make([]replicator.ReplicaInfo, len(v.Replicas))}
+	forks := make([][]replicator.ForkInfo, len(v.Replicas))
 	var wg sync.WaitGroup
 	for j, id := range v.Replicas {
-		wg.Go(func() { out.Replicas[j] = r.replica(ctx, id, urls[id], base, lsn) })
+		wg.Go(func() { out.Replicas[j], forks[j] = r.replica(ctx, id, urls[id], base, lsn) })
 	}
 	wg.Wait()
-	for _, f := range r.own.Forks(base) {
-		out.Forks = append(out.Forks, replicator.ForkInfo{Branch: f.Branch, Version: f.Version, LSN: f.LSN, At: f.At})
-	}
+	out.Forks = slices.Concat(forks...)
 	states, _ := r.acks.Replicas(base) // the primary's view, if this host is the primary
 	for j := range out.Replicas {
 		ri := &out.Replicas[j]
@@ -433,20 +432,25 @@ func (r *replication) replication(ctx context.Context, base segment.ID, lsn uint
 	return out
 }
 
-func (r *replication) replica(ctx context.Context, host, url string, base segment.ID, lsn uint64) replicator.ReplicaInfo {
+// replica asks host for its copy of base, and the forks of base it keeps.
+func (r *replication) replica(ctx context.Context, host, url string, base segment.ID,
+	lsn uint64) (replicator.ReplicaInfo, []replicator.ForkInfo) {
 	ri := replicator.ReplicaInfo{Host: host}
 	if url == "" {
 		ri.Err = "not live in the cluster"
-		return ri
+		return ri, nil
 	}
 	vi, err := (&replicator.Client{URL: url, Secret: r.secret}).LocalInfo(ctx, base.String())
 	if err != nil {
 		ri.Err = err.Error()
-		return ri
+		return ri, nil
 	}
 	ri.Version, ri.LSN = vi.Version, vi.LSN
+	for i := range vi.Forks {
+		vi.Forks[i].Host = host
+	}
 	if lsn > vi.LSN {
 		ri.LagEntries = lsn - vi.LSN
 	}
-	return ri
+	return ri, vi.Forks
 }
