@@ -369,38 +369,7 @@ func TestUblkFull(t *testing.T) {
 // copy follows (same head).
 func TestUblkRemoteIO(t *testing.T) {
 	dir := t.TempDir()
-	a := ublkDaemon(t, filepath.Join(dir, "a"), "--host-id", "a")
-	bDir := filepath.Join(dir, "b")
-	if err := os.MkdirAll(bDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bDir, "secret"), []byte(a.secret()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := ublkDaemon(t, bDir, "--host-id", "b", "--etcd", a.etcdArgs[1])
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(a.cli(0, nil, "hosts"), "b") {
-		if time.Now().After(deadline) {
-			t.Fatalf("b did not join a's cluster:\n%s", b.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	id := a.cli(0, nil, "newdisk", "2", "--size", "64M")
-	adev := a.device(id)
-	deadline = time.Now().Add(time.Minute)
-	var bdev string
-	for bdev == "" {
-		if out, code := run(t, nil, "--server", b.url, "--data-dir", b.dataDir, "info", "--json", id); code == 0 {
-			var vi replicator.VolumeInfo
-			if json.Unmarshal([]byte(out), &vi) == nil {
-				bdev = vi.Device
-			}
-		}
-		if bdev == "" && time.Now().After(deadline) {
-			t.Fatalf("b has no device for the volume:\n%s", b.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	a, b, _, adev, bdev := replicatedDevices(t, dir, "--acquire-on-write=false") // b forwards, a stays the primary
 	data := randBytes(rand.New(rand.NewPCG(5, 5)), 1<<20)
 	writeDev(t, bdev, data, 4096)
 	if got := readDev(t, adev, len(data), 4096); !bytes.Equal(got, data) {
@@ -418,7 +387,7 @@ func TestUblkRemoteIO(t *testing.T) {
 	}
 	sh(t, "umount", mnt)
 	sh(t, "e2fsck", "-f", "-n", adev) // what b wrote is on a, consistent
-	deadline = time.Now().Add(time.Minute)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		ha, hb := a.cli(0, nil, "heads"), b.cli(0, nil, "heads")
 		if ha == hb {
@@ -433,11 +402,17 @@ func TestUblkRemoteIO(t *testing.T) {
 
 // TestUblkFailover: three daemons, each an embedded etcd member (so etcd
 // outlives any one of them), a volume on two of them (sync mode) with ext4
-// on the primary's /dev/ublkbN. The primary's daemon is killed (after the
-// file system is synced and unmounted: see below); the other host of the
-// volume takes it over within the lease time and a little more, and its
-// /dev/ublkbN of the volume mounts, holds every file, takes writes and
-// checks clean with e2fsck.
+// on the primary's /dev/ublkbN. The primary, a, runs with
+// --device-recovery=false: its device must not hold IO for a daemon that
+// will not come back (a file system mounted on it would hold this VM's
+// writeback forever). A tree is written and synced (sync -f), then a
+// bounded loop writes more files, unsynced, and a's daemon is killed while
+// it runs, the file system mounted: the kernel fails the dead daemon's IO
+// and removes its device, and the dead mount goes with umount -l. The
+// other host of the volume takes it over within the lease time and a
+// little more; its /dev/ublkbN of the volume mounts (the journal replays),
+// holds every synced file, takes writes and checks clean with e2fsck.
+// Restarted, a removes what is left of its old device and makes a new one.
 func TestUblkFailover(t *testing.T) {
 	testenv.RequireUblk(t)
 	dir := t.TempDir()
@@ -463,6 +438,9 @@ func TestUblkFailover(t *testing.T) {
 		d := ds[n]
 		d.args = []string{"--store-size", "512M", "--segment-size", "4M", "--device-dir", filepath.Join(d.dataDir, "dev"),
 			"--host-id", n, "--etcd-peers", strings.Join(peers, ","), "--lease-ttl", "3s"}
+		if n == "a" {
+			d.args = append(d.args, "--device-recovery=false")
+		}
 		t.Cleanup(func() { _ = d.stop(syscall.SIGKILL) })
 		wg.Go(d.start) // a member serves once a majority runs: start them together
 	}
@@ -477,27 +455,44 @@ func TestUblkFailover(t *testing.T) {
 	}
 	other := ds[vi.Hosts[1]]
 	adev := a.device(vi.ID)
-	src, mnt := filepath.Join(dir, "src"), filepath.Join(dir, "mnt")
+	src, mnt, mnt2 := filepath.Join(dir, "src"), filepath.Join(dir, "mnt"), filepath.Join(dir, "mnt2")
 	makeTree(t, src, 3)
 	want := treeSum(t, src)
-	if err := os.MkdirAll(mnt, 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{mnt, mnt2} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// before the daemons are killed (cleanups run last first): a mount
+		// left by a failure must not outlive the daemon of its device
+		t.Cleanup(func() { _ = exec.Command("umount", "-l", d).Run() })
 	}
 	sh(t, "mkfs.ext4", "-q", "-F", adev)
 	sh(t, "mount", adev, mnt)
-	sh(t, "cp", "-a", src+"/.", mnt)
+	tree, more := filepath.Join(mnt, "tree"), filepath.Join(mnt, "more")
+	for _, d := range []string{tree, more} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh(t, "cp", "-a", src+"/.", tree)
 	sh(t, "sync", "-f", mnt)
-	// The file system is unmounted before the kill: a killed daemon's
-	// device waits for its daemon (ublk user recovery), and with it the
-	// kernel's writeback of a mount on it, which would hold this VM; a real
-	// primary's host would be gone with its kernel.
-	sh(t, "umount", mnt)
+	w := startWriter(t, more)
+	// let it write through a few journal commits (every 5 s), so that its
+	// files' blocks are on their way to the device when the daemon dies
+	w.waitFiles(60, 2*time.Minute)
+	dmesgBefore := len(dmesg())
 	killed := time.Now()
-	watchdog := time.AfterFunc(3*time.Minute, func() { // a hang below: say where the daemon was
-		fmt.Fprintf(os.Stderr, "TestUblkFailover: 3 minutes after the kill; %s's log:\n%s\n", vi.Hosts[1], other.logs.String())
+	watchdog := time.AfterFunc(3*time.Minute, func() { // a hang below: say where the daemon and the kernel were
+		fmt.Fprintf(os.Stderr, "TestUblkFailover: 3 minutes after the kill; %s's log:\n%s\ndmesg:\n%s\n",
+			vi.Hosts[1], other.logs.String(), strings.Join(dmesg(), "\n"))
 	})
 	defer watchdog.Stop()
 	_ = a.stop(syscall.SIGKILL)
+	if waitGone(adev, time.Minute) {
+		t.Logf("the kernel removed %s (the dead daemon's device) within %v of the kill", adev, time.Since(killed).Round(10*time.Millisecond))
+	} else {
+		t.Logf("%s (the dead daemon's device) still exists %v after the kill", adev, time.Since(killed).Round(10*time.Millisecond))
+	}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		var in replicator.VolumeInfo
@@ -516,16 +511,228 @@ func TestUblkFailover(t *testing.T) {
 			t.Logf("%s's log:\n%s", vi.Hosts[1], other.logs.String())
 		}
 	})
-	bdev := other.device(vi.ID)
-	mnt2 := filepath.Join(dir, "mnt2")
-	if err := os.MkdirAll(mnt2, 0o755); err != nil {
-		t.Fatal(err)
+	// the writer wrote across the kill and the failover, or failed; stuck on
+	// the dead device, it fails the test
+	wlast, werr := w.stop()
+	t.Logf("the unsynced writer made %d files, %d of them after the kill; it ended with %v, %q",
+		w.files(), w.files()-w.atKill, werr, wlast)
+	out, err := runFor(time.Minute, "umount", "-l", mnt)
+	t.Logf("umount -l of the dead mount: err %v %s", err, strings.TrimSpace(out))
+	if lines := dmesg(); len(lines) > dmesgBefore {
+		t.Logf("dmesg since the kill (block, ublk and ext4 lines):\n%s", abridge(lines[dmesgBefore:], 10, 15))
 	}
+
+	bdev := other.device(vi.ID)
 	sh(t, "timeout", "120", "mount", bdev, mnt2) // replays the journal
-	if got := treeSum(t, mnt2); got != want {
+	if got := treeSum(t, filepath.Join(mnt2, "tree")); got != want {
 		t.Fatalf("after the failover the fsynced files sum to %s, want %s", got, want)
 	}
+	kept, _ := os.ReadDir(filepath.Join(mnt2, "more"))
+	t.Logf("%d of the unsynced files are on %s after the failover", len(kept), bdev)
 	makeTree(t, filepath.Join(mnt2, "after"), 4) // the new primary takes writes
 	sh(t, "umount", mnt2)
 	sh(t, "e2fsck", "-f", "-n", bdev)
+
+	// a's restart: its old device had no user recovery, so a removes what
+	// is left of it and gives the volume a new one
+	a.start()
+	if i := strings.Index(a.logs.String(), "device of the previous run had no user recovery"); i < 0 {
+		t.Errorf("restarted a does not say its old device had no recovery:\n%s", a.logs.String())
+	} else {
+		t.Logf("restarted a: ...%s", strings.SplitN(a.logs.String()[i:], "\n", 2)[0])
+	}
+	t.Logf("restarted a serves the volume's replica on %s (was %s)", a.device(vi.ID), adev)
+	if err := a.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("restarted a's exit at SIGTERM: %v\n%s", err, a.logs.String())
+	}
+}
+
+// writer is a shell loop writing files of random data into a directory,
+// never syncing, at most writerFiles of them.
+type writer struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	out    syncBuffer
+	done   chan error
+	atKill int // files when waitFiles returned
+}
+
+// writerFiles bounds the loop: 128 KiB each with a pause of 0.1 s, about
+// a minute (more under emulation) and 50 MiB at most.
+const writerFiles = 400
+
+func startWriter(t *testing.T, dir string) *writer {
+	t.Helper()
+	w := &writer{t: t, done: make(chan error, 1)}
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do dd if=/dev/urandom of="$1/f$i" bs=64k count=2 2>&1 || exit 1; `+
+		`echo "wrote f$i"; i=$((i+1)); sleep 0.1; done`, writerFiles)
+	w.cmd = exec.Command("sh", "-c", script, "writer", dir)
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // stop kills dd too
+	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { w.done <- w.cmd.Wait() }()
+	t.Cleanup(func() { _ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL) })
+	return w
+}
+
+// files is how many files the writer has written (dd succeeded): not read
+// from the directory, which fails once the file system is shut down.
+func (w *writer) files() int {
+	return strings.Count(w.out.String(), "wrote f")
+}
+
+// waitFiles waits until the writer has written n files.
+func (w *writer) waitFiles(n int, limit time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(limit)
+	for w.files() < n {
+		select {
+		case err := <-w.done:
+			w.t.Fatalf("the writer ended after %d files: %v\n%s", w.files(), err, w.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("the writer wrote %d files in %v, want %d", w.files(), limit, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	w.atKill = w.files()
+}
+
+// stop kills the writer and waits a minute at most for it to go: a writer
+// that does not is stuck in the kernel on a dead device's IO. It returns
+// the last line the writer printed and how it ended.
+func (w *writer) stop() (string, error) {
+	w.t.Helper()
+	_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case err := <-w.done:
+		lines := strings.Split(strings.TrimSpace(w.out.String()), "\n")
+		return lines[len(lines)-1], err
+	case <-time.After(time.Minute):
+		w.t.Errorf("the writer did not exit within a minute of SIGKILL (stuck on IO of the dead device?)")
+		return "", nil
+	}
+}
+
+// waitGone waits up to limit for path to disappear and says whether it did.
+func waitGone(path string, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// runFor runs a command and gives up waiting for it after limit (a process
+// stuck in the kernel cannot be killed).
+func runFor(limit time.Duration, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return out.String(), err
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		return "", fmt.Errorf("%s still running after %v", name, limit)
+	}
+}
+
+// abridge joins lines, keeping the first head and the last tail of many.
+func abridge(lines []string, head, tail int) string {
+	if len(lines) <= head+tail {
+		return strings.Join(lines, "\n")
+	}
+	return strings.Join(lines[:head], "\n") + fmt.Sprintf("\n[%d lines]\n", len(lines)-head-tail) +
+		strings.Join(lines[len(lines)-tail:], "\n")
+}
+
+// dmesg returns the kernel's messages about block devices, ublk and ext4.
+func dmesg() []string {
+	out, _ := runFor(30*time.Second, "dmesg")
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		for _, k := range []string{"ublk", "EXT4", "I/O error", "jbd2", "blk_", "hung_task", "blocked for"} {
+			if strings.Contains(l, k) {
+				lines = append(lines, l)
+				break
+			}
+		}
+	}
+	return lines
+}
+
+// replicatedDevices starts daemons a and b (b joins a's etcd, with bArgs)
+// and makes a volume on both, a its primary; it returns the volume's id and
+// its device on each.
+func replicatedDevices(t *testing.T, dir string, bArgs ...string) (a, b *daemon, id, adev, bdev string) {
+	t.Helper()
+	a = ublkDaemon(t, filepath.Join(dir, "a"), "--host-id", "a")
+	bDir := filepath.Join(dir, "b")
+	if err := os.MkdirAll(bDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bDir, "secret"), []byte(a.secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b = ublkDaemon(t, bDir, append([]string{"--host-id", "b", "--etcd", a.etcdArgs[1]}, bArgs...)...)
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(a.cli(0, nil, "hosts"), "b") {
+		if time.Now().After(deadline) {
+			t.Fatalf("b did not join a's cluster:\n%s", b.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	id = a.cli(0, nil, "newdisk", "2", "--size", "64M")
+	adev = a.device(id)
+	deadline = time.Now().Add(time.Minute)
+	for bdev == "" {
+		if out, code := run(t, nil, "--server", b.url, "--data-dir", b.dataDir, "info", "--json", id); code == 0 {
+			var vi replicator.VolumeInfo
+			if json.Unmarshal([]byte(out), &vi) == nil {
+				bdev = vi.Device
+			}
+		}
+		if bdev == "" && time.Now().After(deadline) {
+			t.Fatalf("b has no device for the volume:\n%s", b.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return a, b, id, adev, bdev
+}
+
+// TestUblkAcquireOnWrite: as TestUblkRemoteIO, but b moves the volume to
+// itself at the first write on its /dev/ublkbN (serve's default
+// --acquire-on-write): b is the primary after the write, and a's device,
+// now a replica's, reads what b wrote from b.
+func TestUblkAcquireOnWrite(t *testing.T) {
+	dir := t.TempDir()
+	a, b, id, adev, bdev := replicatedDevices(t, dir)
+	data := randBytes(rand.New(rand.NewPCG(6, 6)), 1<<20)
+	writeDev(t, bdev, data, 8192)
+	var vi replicator.VolumeInfo
+	if err := json.Unmarshal([]byte(a.cli(0, nil, "info", "--json", id)), &vi); err != nil {
+		t.Fatal(err)
+	}
+	if vi.Primary != "b" {
+		t.Fatalf("after a write on b's device the primary is %q, want b\n%s", vi.Primary, b.logs.String())
+	}
+	if got := readDev(t, adev, len(data), 8192); !bytes.Equal(got, data) {
+		t.Fatal("what b wrote does not read back through a's device")
+	}
+	sh(t, "mkfs.ext4", "-q", "-F", bdev)
+	sh(t, "e2fsck", "-f", "-n", adev)
 }

@@ -26,6 +26,7 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	deviceDir       string
 	keepDevices     bool
+	deviceRecovery  bool
 	hostID          string
 	etcd            []string
 	etcdClientURL   string
@@ -50,6 +51,9 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.deviceDir, "device-dir", "/dev/cloudfs", "where the symlinks <volume id> -> /dev/ublkbN go")
 	fs.BoolVar(&o.keepDevices, "keep-devices", false,
 		"at shutdown, detach the block devices instead of deleting them: their IO waits for the next serve (upgrades)")
+	fs.BoolVar(&o.deviceRecovery, "device-recovery", true,
+		"when the daemon dies, the kernel holds its block devices' IO for the restarted daemon (ublk user recovery); "+
+			"false: the kernel fails the IO and removes the devices (a host whose volumes fail over elsewhere)")
 	fs.StringVar(&o.hostID, "host-id", "", "this host's name in the cluster (default: the hostname)")
 	fs.StringSliceVar(&o.etcd, "etcd", nil, "client endpoints of an external etcd cluster (default: run an embedded member in <data-dir>/etcd)")
 	fs.StringVar(&o.etcdClientURL, "etcd-client-url", "http://127.0.0.1:2379", "where the embedded etcd serves clients")
@@ -93,8 +97,11 @@ func (o *serveOptions) run(c *cobra.Command) error {
 	if err != nil {
 		return &exitError{ExitUsage, err}
 	}
+	if o.keepDevices && !o.deviceRecovery {
+		return &exitError{ExitUsage, fmt.Errorf("--keep-devices with --device-recovery=false: %w", daemon.ErrKeepWithoutRecovery)}
+	}
 	cfg := daemon.Config{DataDir: o.g.dataDir, StorePath: o.store, Listen: o.listen, Logger: log,
-		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices,
+		ShutdownTimeout: o.shutdownTimeout, DeviceLinkDir: o.deviceDir, KeepDevices: o.keepDevices, NoDeviceRecovery: !o.deviceRecovery,
 		HostID: o.hostID, Etcd: o.etcd, EtcdClientURL: o.etcdClientURL, EtcdPeerURL: o.etcdPeerURL, EtcdPeers: o.etcdPeers,
 		AdvertiseURL: o.advertiseURL, LeaseTTL: o.leaseTTL, AckTimeout: o.ackTimeout, Mount: o.mount, RereplicateAfter: o.rereplicate,
 		NoAcquireOnWrite: !o.acquireOnWrite}

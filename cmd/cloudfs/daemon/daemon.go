@@ -23,6 +23,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ErrKeepWithoutRecovery: Config.KeepDevices with NoDeviceRecovery. A
+// detached device without user recovery is no use to the next serve: the
+// kernel fails its IO and removes it as soon as its daemon stops serving it.
+var ErrKeepWithoutRecovery = errors.New("keeping devices across a restart needs device recovery: " +
+	"the kernel removes a device without it once its daemon stops serving it")
+
 // Config configures a host daemon.
 type Config struct {
 	// DataDir holds the cluster secret and, by default, the store file.
@@ -41,6 +47,14 @@ type Config struct {
 	// KeepDevices: at shutdown, detach the block devices instead of deleting
 	// them; their IO waits until the next serve re-attaches (an upgrade).
 	KeepDevices bool
+	// NoDeviceRecovery makes the block devices without ublk user recovery:
+	// when the daemon dies, the kernel fails their IO and removes them (a
+	// file system mounted on one gets EIO) instead of holding the IO until a
+	// restarted daemon re-attaches; the restarted daemon makes new devices.
+	// For a host whose volumes fail over to other hosts: nothing waits for a
+	// daemon that may not come back. Run refuses it with KeepDevices, whose
+	// detached devices the kernel would remove at once.
+	NoDeviceRecovery bool
 	// NoAcquireOnWrite: a write made on this host to a volume another host
 	// is the primary of (its block device, its disk file in the POSIX shim)
 	// goes to the primary. By default it first moves the primary role here
@@ -116,6 +130,9 @@ func (c *Config) setDefaults() {
 // stopped it.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.setDefaults()
+	if cfg.KeepDevices && cfg.NoDeviceRecovery {
+		return ErrKeepWithoutRecovery
+	}
 	log := cfg.Logger
 	start := time.Now()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {

@@ -30,7 +30,10 @@ var _ ublk.Backend = (*segment.Volume)(nil)
 // and the symlink <linkDir>/<id>. Its state file records which device id
 // serves which volume, so that a daemon restarted after a crash re-attaches
 // to its devices (ublk user recovery) instead of making new ones: IO in
-// flight is reissued and file systems mounted on them stay usable.
+// flight is reissued and file systems mounted on them stay usable. Devices
+// made without recovery (noRecovery) cannot be re-attached: the kernel
+// failed their IO and removed their disks when their daemon died, and the
+// restarted daemon deletes what is left of them and makes new ones.
 type devices struct {
 	log       *slog.Logger
 	reg       prometheus.Registerer
@@ -40,8 +43,11 @@ type devices struct {
 	// keep: at shutdown, detach the devices (IO waits for the next serve)
 	// instead of deleting them.
 	keep bool
-	acks *replicator.Acks // writes wait for the replicas of a primary's volume
-	rt   *routes          // where the primary of a volume kept here is
+	// noRecovery: make devices without ublk user recovery, so that nothing
+	// waits for a daemon that died (Config.NoDeviceRecovery).
+	noRecovery bool
+	acks       *replicator.Acks // writes wait for the replicas of a primary's volume
+	rt         *routes          // where the primary of a volume kept here is
 
 	mu      sync.Mutex
 	devs    map[segment.ID]*ublk.Device
@@ -62,18 +68,22 @@ func startDevices(st *segment.Store, cfg Config, reg prometheus.Registerer, acks
 			"volumes get no block devices and are served over HTTP only")
 		return nil
 	}
-	d := &devices{log: log, reg: reg, st: st, linkDir: cfg.DeviceLinkDir, keep: cfg.KeepDevices, acks: acks, rt: rt,
+	d := &devices{log: log, reg: reg, st: st, linkDir: cfg.DeviceLinkDir, keep: cfg.KeepDevices,
+		noRecovery: cfg.NoDeviceRecovery, acks: acks, rt: rt,
 		statePath: filepath.Join(cfg.DataDir, "devices.json"), devs: map[segment.ID]*ublk.Device{},
 		claimed: map[segment.ID]bool{}}
 	if err := os.MkdirAll(d.linkDir, 0o755); err != nil {
 		log.Error("device links unavailable", "dir", d.linkDir, "err", err)
+	}
+	if d.noRecovery {
+		log.Info("device recovery is off: if this daemon dies, the kernel fails its devices' IO and removes them")
 	}
 	d.attachAll()
 	return d
 }
 
 func (d *devices) config(size uint64) ublk.Config {
-	return ublk.Config{Size: int64(size), Logger: d.log, Metrics: d.reg, Errno: errnoOf}
+	return ublk.Config{Size: int64(size), Logger: d.log, Metrics: d.reg, Errno: errnoOf, NoRecovery: d.noRecovery}
 }
 
 // backend is what a volume's device reads and writes.
@@ -87,14 +97,19 @@ func (d *devices) attachAll() {
 	state := d.loadState()
 	for _, h := range d.st.Heads() {
 		if id, ok := state[h.Base]; ok {
-			if err := d.recover(h.Base, id); err == nil {
-				delete(state, h.Base)
+			delete(state, h.Base)
+			err := d.recover(h.Base, id)
+			if err == nil {
 				continue
+			}
+			if d.noRecovery && errors.Is(err, ublk.ErrNotRecoverable) {
+				// what --device-recovery=false means, not a fault
+				d.log.Info("device of the previous run had no user recovery: removing it, making a new one",
+					"volume", h.Base, "dev_id", id, "err", err)
 			} else {
 				d.log.Warn("device not recoverable; making a new one", "volume", h.Base, "dev_id", id, "err", err)
-				d.removeLeftover(id)
-				delete(state, h.Base)
 			}
+			d.removeLeftover(id)
 		}
 		if err := d.add(h.Base); err != nil {
 			d.log.Error("volume has no device", "volume", h.Base, "err", err)
@@ -125,6 +140,10 @@ func (d *devices) recover(base segment.ID, id uint32) error {
 	d.mu.Unlock()
 	d.link(base, dev)
 	d.log.Info("device re-attached", "volume", base, "device", dev.BlockPath())
+	if d.noRecovery && dev.Flags()&ublk.UBLK_F_USER_RECOVERY != 0 {
+		d.log.Info("device keeps the user recovery it was made with until a clean stop deletes it",
+			"volume", base, "device", dev.BlockPath())
+	}
 	return nil
 }
 
