@@ -201,6 +201,11 @@ func (s *server) blockVolume(w http.ResponseWriter, r *http.Request) (*segment.V
 			return nil, errRedirected
 		}
 	}
+	if s.cfg.Orphan != nil && s.cfg.Orphan(id) {
+		w.Header().Set("Retry-After", "1")
+		return nil, errf(http.StatusServiceUnavailable,
+			"volume %v: no primary serves it now (its primary's lease expired; a failover is under way); retry", id)
+	}
 	return s.cfg.Store.Volume(id)
 }
 

@@ -78,3 +78,55 @@ func TestRedirectToPrimary(t *testing.T) {
 		t.Errorf("write between two hosts that point at each other = %v, want 421", err)
 	}
 }
+
+// TestOrphanRefused: a block request for a volume with no primary serving
+// it (a failover under way) gets 503 with Retry-After, not this host's copy;
+// nothing is written.
+func TestOrphanRefused(t *testing.T) {
+	_, st := segtest.NewStore(t, 64<<20, segment.Options{NoBackground: true})
+	var orphan atomic.Bool
+	orphan.Store(true)
+	h, err := replicator.NewHandler(replicator.Config{Store: hostStore{st}, Secret: secret,
+		Route: func(segment.ID) string { return "" }, Orphan: func(segment.ID) bool { return orphan.Load() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c := &replicator.Client{URL: srv.URL, Secret: secret}
+	v, err := st.Create(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.Base().String()
+	before, _ := v.Info()
+	buf := make([]byte, 4096)
+	for name, err := range map[string]error{
+		"read":    c.ReadAt(ctx(t), id, buf, 0),
+		"write":   c.WriteAt(ctx(t), id, buf, 0),
+		"flush":   c.Flush(ctx(t), id),
+		"discard": c.Discard(ctx(t), id, 0, 4096),
+	} {
+		if !replicator.IsStatus(err, http.StatusServiceUnavailable) {
+			t.Errorf("%s of an orphan = %v, want 503", name, err)
+		}
+	}
+	if after, _ := v.Info(); after.Version != before.Version {
+		t.Error("a request refused as an orphan's changed the volume")
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/volumes/"+id+"/blocks", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	req.Header.Set("Range", "bytes=0-4095")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("read of an orphan = %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	orphan.Store(false) // a primary serves it: this host
+	if err := c.WriteAt(ctx(t), id, buf, 0); err != nil {
+		t.Errorf("write once served here: %v", err)
+	}
+}

@@ -53,6 +53,11 @@ type Config struct {
 	// another host ("" when this host serves the volume's blocks): block
 	// requests are redirected there.
 	Route func(base segment.ID) string
+	// Orphan, if set, reports a volume with no primary serving it now (its
+	// primary's lease expired; the failover has not finished): its block
+	// requests get 503, not this host's copy, which may lack acknowledged
+	// writes.
+	Orphan func(base segment.ID) bool
 	// Replication, if set, says how a volume is replicated (nil: it is not
 	// in the catalog); lsn is this host's, to compute the others' lag.
 	Replication func(ctx context.Context, base segment.ID, lsn uint64) *Replication

@@ -97,3 +97,17 @@ func TestNukeRefusesFileSystems(t *testing.T) {
 		t.Errorf("nuke --force of an ext4 image = %d %q", code, out)
 	}
 }
+
+// TestServeRefusesKeepWithoutRecovery: devices kept across a restart need
+// ublk user recovery; serve refuses the combination before it creates
+// anything.
+func TestServeRefusesKeepWithoutRecovery(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	out, code := run(t, "--data-dir", dir, "serve", "--keep-devices", "--device-recovery=false")
+	if code != ExitUsage || !strings.Contains(out, "needs device recovery") {
+		t.Errorf("serve --keep-devices --device-recovery=false = %d %q, want a usage error", code, out)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the refused serve created %s (%v)", dir, err)
+	}
+}
