@@ -114,6 +114,11 @@ func TestFailover(t *testing.T) {
 			t.Errorf("round %d: new primary's epoch %d (%v), was %d: want a higher epoch", round, in.Epoch, err, epoch)
 		}
 		epoch = in.Epoch
+		for _, l := range strings.Split(np.Logs(), "\n") {
+			if strings.Contains(l, "took over a volume") && strings.Contains(l, fmt.Sprintf("epoch=%d ", epoch)) {
+				t.Logf("round %d: %s", round, l) // when, and how long the election and the switch took
+			}
+		}
 		for _, h := range c.Hosts() { // the third host was told, not left to its catalog
 			if h != p && h != np && !strings.Contains(h.Logs(), fmt.Sprintf("new primary announced itself\" component=replication volume=%s epoch=%d ", vi.ID, epoch)) {
 				t.Errorf("round %d: %s was not told of the new primary (epoch %d) by it", round, h.Name(), epoch)

@@ -71,6 +71,7 @@ func (rt *routes) setOne(base segment.ID, url string) {
 	to := maps.Clone(rt.to)
 	to[base] = url
 	rt.to = to
+	rt.unorphanLocked(base)
 }
 
 // forget serves base here from now, ahead of the catalog.
@@ -80,6 +81,15 @@ func (rt *routes) forget(base segment.ID) {
 	to := maps.Clone(rt.to)
 	delete(to, base)
 	rt.to = to
+	rt.unorphanLocked(base)
+}
+
+func (rt *routes) unorphanLocked(base segment.ID) {
+	if rt.orphan[base] {
+		orphan := maps.Clone(rt.orphan)
+		delete(orphan, base)
+		rt.orphan = orphan
+	}
 }
 
 // remote returns a client of base's primary, nil if it is served here.

@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() { defer close(replDone); repl.run(replCtx) }()
 	api, err := replicator.NewHandler(replicator.Config{Store: host, Secret: secret, Logger: log, Metrics: reg,
 		Device: host.Device, Hosts: cl.hosts, Replicate: repl.create, Replication: repl.replication, Acks: acks,
-		Route: rt.primary, Orphan: rt.orphaned, Acquire: repl.acquire, Handover: repl.handover, HandoverDone: repl.handoverDone,
+		Route: rt.primary, Orphan: host.orphan(rt), Acquire: repl.acquire, Handover: repl.handover, HandoverDone: repl.handoverDone,
 		Force: repl.own.force, Switch: repl.switchTo, Forks: repl.own.forkInfo,
 		SetMode: repl.setMode})
 	abort := func(err error) error {

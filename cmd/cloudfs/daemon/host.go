@@ -20,6 +20,22 @@ type Host struct {
 	shim *shimSource // nil: no POSIX shim mounted
 }
 
+// orphan returns the block API's test for a volume with no primary serving
+// it: an orphan in rt whose store here has not taken it over (yet).
+func (h *Host) orphan(rt *routes) func(segment.ID) bool {
+	return func(base segment.ID) bool {
+		if !rt.orphaned(base) {
+			return false
+		}
+		v, err := h.st.Volume(base)
+		if err != nil {
+			return false
+		}
+		in, err := v.Info()
+		return err == nil && !in.Owned
+	}
+}
+
 // devsAcks is the replication writes go through.
 func (h *Host) devsAcks() *replicator.Acks { return h.acks }
 

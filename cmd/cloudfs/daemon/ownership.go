@@ -165,6 +165,7 @@ func (o *ownership) elect(ctx context.Context, base segment.ID, v cluster.Volume
 // It returns the new epoch.
 func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.Volume, urls map[string]string,
 	force bool) (uint64, error) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	in, ok := o.info(base)
@@ -211,6 +212,7 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 	}
 	old := v.Primary
 	v.Primary, v.Epoch, v.Mode = o.r.self, uint64(epoch), mode
+	won := time.Now()
 	pos, err := o.finish(ctx, base, v, old, urls, force)
 	if err != nil {
 		// the catalog names this host: reconcile finishes it (resume)
@@ -223,7 +225,8 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 			"acknowledged and this one lacks are not in the volume (the old primary keeps them as a fork when it returns)"
 	}
 	o.r.log.Warn(msg, "volume", base, "old_primary", old, "epoch", epoch, "lsn", pos.LSN, "live_hosts", live,
-		"mode", mode, "best_live_replica", best, "best_lsn", bestLSN)
+		"mode", mode, "best_live_replica", best, "best_lsn", bestLSN, "election_took", won.Sub(start),
+		"switch_took", time.Since(won))
 	return uint64(epoch), nil
 }
 

@@ -330,7 +330,8 @@ func forked(err error) bool {
 // failover): this host stops following the old primary, and returns once
 // its follower has stopped, so that what it then reports of its copy is
 // final: no older primary gets another entry applied, nor acknowledged,
-// here. It starts no follower of a primary older than epoch (its catalog
+// here. If this host's store still owns the volume (it was the primary),
+// it fences it first: it acknowledges no more writes. It starts no follower of a primary older than epoch (its catalog
 // shows the new one shortly). An announcement older than what this host
 // knows is refused (409): a newer primary exists.
 func (r *replication) switchTo(ctx context.Context, base segment.ID, epoch uint64) error {
@@ -348,6 +349,15 @@ func (r *replication) switchTo(ctx context.Context, base segment.ID, epoch uint6
 	r.switched[id] = epoch
 	fl, ok := r.followers[id]
 	r.mu.Unlock()
+	// this host may still take itself for the primary (an old primary whose
+	// catalog lags): it stops acknowledging before it answers
+	if in, known := r.own.info(base); known && in.Owned && in.Epoch < epoch {
+		if err := r.host.st.Fence(base, epoch); err != nil { // first: an untracked volume's writes need no acks
+			return fmt.Errorf("volume %v not fenced at epoch %d: %w", base, epoch, err)
+		}
+		r.untrack(base, fmt.Sprintf("a new primary announced itself in epoch %d", epoch))
+		r.log.Warn("deposed by a new primary's announcement: the volume is fenced here", "volume", base, "epoch", epoch)
+	}
 	if ok && fl.epoch >= epoch { // the catalog was quicker: it follows the new primary
 		r.log.Info("a new primary announced itself", "volume", base, "epoch", epoch, "following_it", true)
 		return nil
