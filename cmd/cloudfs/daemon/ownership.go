@@ -293,14 +293,18 @@ func (o *ownership) finish(ctx context.Context, base segment.ID, v cluster.Volum
 func (o *ownership) announce(ctx context.Context, v cluster.Volume, hosts []string, urls map[string]string,
 	need int) (map[string]replicator.VolumeInfo, error) {
 	answers := map[string]replicator.VolumeInfo{}
+	warned := map[string]bool{} // one log line per silent host, not one per try
 	var mu sync.Mutex
 	var newer error
 	for {
-		var wg sync.WaitGroup
+		var ask []string
 		for _, h := range hosts {
-			if _, ok := answers[h]; ok {
-				continue
+			if _, ok := answers[h]; !ok {
+				ask = append(ask, h)
 			}
+		}
+		var wg sync.WaitGroup
+		for _, h := range ask {
 			wg.Go(func() {
 				actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 				defer cancel()
@@ -313,8 +317,9 @@ func (o *ownership) announce(ctx context.Context, v cluster.Volume, hosts []stri
 					answers[h] = vi
 				case replicator.IsStatus(err, http.StatusConflict):
 					newer = fmt.Errorf("%s: %w: %w", h, errElection, err)
-				default:
-					o.r.log.Warn("replica not told of the new primary", "volume", v.ID, "replica", h,
+				case !warned[h]:
+					warned[h] = true
+					o.r.log.Warn("replica not told of the new primary; asking again", "volume", v.ID, "replica", h,
 						"answers", len(answers), "needed", need, "err", err)
 				}
 			})
