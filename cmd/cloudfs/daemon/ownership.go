@@ -197,6 +197,12 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 	if force && mode == replicator.ModeQuorum {
 		mode = replicator.ModeSync
 	}
+	// marked before the catalog changes, so that reconcile does not resume
+	// the take-over this call is making
+	if !o.begin(base) {
+		return 0, fmt.Errorf("volume %v: a take-over is under way: %w", base, errElection)
+	}
+	defer o.end(base)
 	epoch, err := cluster.UpdateVolume(ctx, o.r.hc.client, v.ID, func(cur *cluster.Volume) error {
 		if cur.Primary != v.Primary {
 			return errElection
@@ -244,13 +250,10 @@ func (o *ownership) tryTakeOver(ctx context.Context, base segment.ID, v cluster.
 //     answer; async and forced take-overs ask once, without waiting;
 //   - catches up from the answer furthest ahead of its own copy;
 //
-// then it takes the epoch with a view entry and serves the volume.
+// then it takes the epoch with a view entry and serves the volume. The
+// caller holds the volume's take-over mark (begin).
 func (o *ownership) finish(ctx context.Context, base segment.ID, v cluster.Volume, old string,
 	urls map[string]string, force bool) (segment.Position, error) {
-	if !o.begin(base) {
-		return segment.Position{}, fmt.Errorf("volume %v: a take-over is under way", base)
-	}
-	defer o.end(base)
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := o.r.stopFollower(ctx, v.ID); err != nil {
@@ -399,9 +402,10 @@ func (o *ownership) resume(ctx context.Context, base segment.ID, v cluster.Volum
 		o.mu.Unlock()
 		return
 	}
-	o.electing[base] = time.Now()
+	o.electing[base], o.taking[base] = time.Now(), true
 	o.mu.Unlock()
 	go func() {
+		defer o.end(base)
 		pos, err := o.finish(ctx, base, v, "", urls, false)
 		if err != nil {
 			o.r.log.Warn("the catalog names this host the volume's primary; it does not serve it yet", "volume", base,
