@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -40,51 +39,23 @@ func TestFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acked := map[int64][]byte{}
-	unknown := map[int64]bool{}
 	seed := uint64(time.Now().UnixNano())
 	if s, err := strconv.ParseUint(os.Getenv("CLOUDFS_FAILOVER_SEED"), 10, 64); err == nil {
 		seed = s // replay a run
 	}
 	t.Logf("seed %d (CLOUDFS_FAILOVER_SEED replays it)", seed)
-	rng := rand.New(rand.NewPCG(seed, 3))
-	write := func(h *cluster.Host) error {
-		b := make([]byte, 4096)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		off := int64(rng.IntN(4096)) * 4096
-		if err := h.Client().WriteAt(ctx, vi.ID, b, off); err != nil {
-			unknown[off] = true
-			return err
-		}
-		acked[off] = b
-		delete(unknown, off)
-		return nil
-	}
-	verifyAcked := func(what string, h *cluster.Host) {
-		t.Helper()
-		got := make([]byte, 4096)
-		for off, b := range acked {
-			if unknown[off] {
-				continue
-			}
-			if err := h.Client().ReadAt(ctx, vi.ID, got, off); err != nil || !bytes.Equal(got, b) {
-				t.Fatalf("%s: acknowledged write at %d does not read back through %s (%v)", what, off, h.Name(), err)
-			}
-		}
-	}
+	m := newMirror(vi.ID, seed, 3)
 	epoch := uint64(0)
 	if in, err := p.Client().LocalInfo(ctx, vi.ID); err == nil {
 		epoch = in.Epoch
 	}
 	for round := range 3 {
-		killAt := 50 + rng.IntN(150)
+		killAt := 50 + m.rng.IntN(150) // the same generator: a seed replays the kill points too
 		done := make(chan struct{})
 		go func() { // load, then SIGKILL of the primary in the middle of it
 			defer close(done)
 			for i := 0; i < 400; i++ {
-				if err := write(p); err != nil {
+				if err := m.write(ctx, p); err != nil {
 					return // the primary died
 				}
 				if i == killAt {
@@ -124,9 +95,9 @@ func TestFailover(t *testing.T) {
 				t.Errorf("round %d: %s was not told of the new primary (epoch %d) by it", round, h.Name(), epoch)
 			}
 		}
-		verifyAcked(fmt.Sprintf("round %d, after the failover", round), np)
+		m.verify(ctx, t, fmt.Sprintf("round %d, after the failover", round), np)
 		for range 30 {
-			if err := write(np); err != nil {
+			if err := m.write(ctx, np); err != nil {
 				t.Fatalf("round %d: write through the new primary: %v", round, err)
 			}
 		}
@@ -143,7 +114,7 @@ func TestFailover(t *testing.T) {
 		full, _ := old.Client().Info(ctx, vi.ID)
 		t.Logf("round %d: %s back as a replica; forks kept there: %d", round, old.Name(), len(full.Forks))
 		for _, h := range c.Hosts() {
-			verifyAcked(fmt.Sprintf("round %d, after the old primary's return", round), h)
+			m.verify(ctx, t, fmt.Sprintf("round %d, after the old primary's return", round), h)
 		}
 		p = np
 	}
@@ -175,25 +146,9 @@ func TestOldPrimaryCannotAcknowledge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rng := rand.New(rand.NewPCG(4, 4))
-			acked := map[int64][]byte{}
-			unknown := map[int64]bool{}
-			write := func(h *cluster.Host) error {
-				b := make([]byte, 4096)
-				for i := range b {
-					b[i] = byte(rng.Uint32())
-				}
-				off := int64(rng.IntN(4096)) * 4096
-				if err := h.Client().WriteAt(ctx, vi.ID, b, off); err != nil {
-					unknown[off] = true
-					return err
-				}
-				acked[off] = b
-				delete(unknown, off)
-				return nil
-			}
+			m := newMirror(vi.ID, 4, 4)
 			for range 50 {
-				if err := write(p); err != nil {
+				if err := m.write(ctx, p); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -217,7 +172,7 @@ func TestOldPrimaryCannotAcknowledge(t *testing.T) {
 				return false
 			})
 			for range 50 {
-				if err := write(np); err != nil {
+				if err := m.write(ctx, np); err != nil {
 					t.Fatalf("write through the new primary: %v", err)
 				}
 			}
@@ -232,23 +187,14 @@ func TestOldPrimaryCannotAcknowledge(t *testing.T) {
 			}
 			okOld, failedOld := 0, 0
 			for range 30 { // straight away: the old primary has not caught up with the catalog yet
-				if err := write(p); err != nil {
+				if err := m.write(ctx, p); err != nil {
 					failedOld++
 				} else {
 					okOld++
 				}
 			}
 			t.Logf("%s: the old primary answered %d writes ok and %d with an error", how, okOld, failedOld)
-			got := make([]byte, 4096)
-			for off, b := range acked {
-				if unknown[off] {
-					continue
-				}
-				if err := np.Client().ReadAt(ctx, vi.ID, got, off); err != nil || !bytes.Equal(got, b) {
-					t.Fatalf("acknowledged write at %d is not on the new primary (%v): the old one acknowledged it alone",
-						off, err)
-				}
-			}
+			m.verify(ctx, t, how+": on the new primary (else the old one acknowledged it alone)", np)
 			waitFor(t, "the old primary follows the new", func() bool {
 				want, err1 := np.Client().LocalInfo(ctx, vi.ID)
 				got, err2 := p.Client().LocalInfo(ctx, vi.ID)
@@ -293,8 +239,7 @@ func TestHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 	in0, _ := p.Client().Info(ctx, vi.ID)
-	rng := rand.New(rand.NewPCG(5, 5))
-	acked := map[int64][]byte{}
+	m := newMirror(vi.ID, 5, 5)
 	var failed []error
 	var longest time.Duration
 	stop := make(chan struct{})
@@ -307,18 +252,12 @@ func TestHandover(t *testing.T) {
 				return
 			default:
 			}
-			b := make([]byte, 4096)
-			for i := range b {
-				b[i] = byte(rng.Uint32())
-			}
-			off := int64(rng.IntN(4096)) * 4096
 			start := time.Now()
-			if err := p.Client().WriteAt(ctx, vi.ID, b, off); err != nil {
+			if err := m.write(ctx, p); err != nil {
 				failed = append(failed, err)
 				continue
 			}
 			longest = max(longest, time.Since(start))
-			acked[off] = b
 		}
 	}()
 	time.Sleep(500 * time.Millisecond)
@@ -340,12 +279,7 @@ func TestHandover(t *testing.T) {
 	if old, _ := p.Client().LocalInfo(ctx, vi.ID); old.Role != "replica" {
 		t.Errorf("the old primary's role is %q, want replica", old.Role)
 	}
-	got := make([]byte, 4096)
-	for off, b := range acked {
-		if err := q.Client().ReadAt(ctx, vi.ID, got, off); err != nil || !bytes.Equal(got, b) {
-			t.Fatalf("acknowledged write at %d does not read back from the new primary (%v)", off, err)
-		}
-	}
+	m.verify(ctx, t, "after the hand-over, on the new primary", q)
 	waitFor(t, "the old primary follows", func() bool {
 		a, err1 := q.Client().LocalInfo(ctx, vi.ID)
 		b, err2 := p.Client().LocalInfo(ctx, vi.ID)

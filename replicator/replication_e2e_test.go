@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"regexp"
 	"strconv"
 	"strings"
@@ -61,27 +60,16 @@ func TestReplication(t *testing.T) {
 	if len(vi.Hosts) != 3 || vi.Hosts[0] != "host0" {
 		t.Fatalf("newdisk 3 placed the volume on %v, want host0 first of 3", vi.Hosts)
 	}
-	rng := rand.New(rand.NewPCG(1, 1))
-	acked := map[int64][]byte{} // offset -> the last acknowledged write there
-	unknown := map[int64]bool{} // offsets of writes that failed: either content may be there
+	m := newMirror(vi.ID, 1, 1)
 	writeVia := func(h *cluster.Host, n int) (failed int) {
 		t.Helper()
 		for range n {
-			b := make([]byte, 4096)
-			for i := range b {
-				b[i] = byte(rng.Uint32())
-			}
-			off := int64(rng.IntN(16<<8)) * 4096
-			if err := h.Client().WriteAt(ctx, vi.ID, b, off); err != nil {
+			if err := m.write(ctx, h); err != nil {
 				if !replicator.IsStatus(err, 503) {
 					t.Fatalf("write through %s: %v", h.Name(), err)
 				}
-				unknown[off] = true
 				failed++
-				continue
 			}
-			acked[off] = b
-			delete(unknown, off)
 		}
 		return failed
 	}
@@ -92,18 +80,7 @@ func TestReplication(t *testing.T) {
 		}
 	}
 	// every acknowledged write reads back from h
-	verify := func(what string, h *cluster.Host) {
-		t.Helper()
-		got := make([]byte, 4096)
-		for off, b := range acked {
-			if unknown[off] {
-				continue
-			}
-			if err := h.Client().ReadAt(ctx, vi.ID, got, off); err != nil || !bytes.Equal(got, b) {
-				t.Fatalf("%s: the acknowledged write at %d does not read back through %s (%v)", what, off, h.Name(), err)
-			}
-		}
-	}
+	verify := func(what string, h *cluster.Host) { t.Helper(); m.verify(ctx, t, what, h) }
 	sameHeads := func(what string, hosts ...*cluster.Host) {
 		t.Helper()
 		deadline := time.Now().Add(2 * time.Minute)
@@ -209,12 +186,12 @@ func TestReplication(t *testing.T) {
 	// it caught up by delta: its stream began at the lsn it had, and what
 	// the primary had to send was what it missed (at least the writes while
 	// it was down, at most those since the kill), not the volume
-	m := regexp.MustCompile(`msg="stream open".*from_lsn=([0-9]+) head_lsn=([0-9]+) lag_bytes=(-?[0-9]+)`).
+	opens := regexp.MustCompile(`msg="stream open".*from_lsn=([0-9]+) head_lsn=([0-9]+) lag_bytes=(-?[0-9]+)`).
 		FindAllStringSubmatch(r.Logs(), -1)
-	if len(m) < 2 || m[len(m)-1][1] == "0" {
-		t.Fatalf("host2's catch-up after the restart: %v; want a stream from its own lsn", m)
+	if len(opens) < 2 || opens[len(opens)-1][1] == "0" {
+		t.Fatalf("host2's catch-up after the restart: %v; want a stream from its own lsn", opens)
 	}
-	lag, _ := strconv.ParseInt(m[len(m)-1][3], 10, 64)
+	lag, _ := strconv.ParseInt(opens[len(opens)-1][3], 10, 64)
 	const behind = 64 * 4096 // quorum lets host2 trail a little before the kill
 	if lag < down || lag > total+behind {
 		t.Errorf("host2 caught up %d bytes; it missed between %d and %d (+%d it may have trailed by)", lag, down,
