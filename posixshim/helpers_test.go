@@ -26,7 +26,7 @@ func (d volDisk) Blank() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return in.MappedBytes == 0 && in.ZeroBytes == 0 && in.Parent.IsZero(), nil
+	return in.Blank(), nil
 }
 
 // storeSource is a Source over a real store, with a set of volumes that

@@ -37,6 +37,10 @@ type Info struct {
 	FencedEpoch uint64
 }
 
+// Blank reports whether the volume was never written: no extents or zeroed
+// ranges of its own, and no parent to read through.
+func (in Info) Blank() bool { return in.MappedBytes == 0 && in.ZeroBytes == 0 && in.Parent.IsZero() }
+
 // Create makes a new volume of size bytes (a multiple of 512) and holds its
 // access token. The creation is durable when Create returns.
 func (s *Store) Create(size uint64) (*Volume, error) {

@@ -367,5 +367,5 @@ func (d volDisk) Blank() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return in.MappedBytes == 0 && in.ZeroBytes == 0 && in.Parent.IsZero(), nil
+	return in.Blank(), nil
 }

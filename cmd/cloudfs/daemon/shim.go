@@ -112,7 +112,7 @@ func (d *volumeDisk) Size() int64  { return d.size }
 // Blank: never written (no extents of its own, no parent).
 func (d *volumeDisk) Blank() (bool, error) {
 	in, err := d.v.Info()
-	return err == nil && in.MappedBytes == 0 && in.ZeroBytes == 0 && in.Parent.IsZero(), err
+	return err == nil && in.Blank(), err
 }
 
 func waitDone(f func(done func(error))) error {
