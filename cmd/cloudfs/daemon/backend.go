@@ -59,9 +59,20 @@ func (rt *routes) set(to map[segment.ID]string, orphan map[segment.ID]bool) {
 
 // orphaned reports whether base has no primary to serve it now.
 func (rt *routes) orphaned(base segment.ID) bool {
+	_, orphan := rt.lookup(base)
+	return orphan
+}
+
+// lookup returns a client of base's primary (nil if it is served here) and
+// whether base is an orphan, under one lock: a device's IO asks both.
+func (rt *routes) lookup(base segment.ID) (*replicator.Client, bool) {
 	rt.mu.RLock()
-	defer rt.mu.RUnlock()
-	return rt.orphan[base]
+	url, orphan := rt.to[base], rt.orphan[base]
+	rt.mu.RUnlock()
+	if url == "" {
+		return nil, orphan
+	}
+	return &replicator.Client{URL: url, Secret: rt.secret, HTTP: rt.client}, orphan
 }
 
 // setOne points base at its new primary now, ahead of the catalog.
@@ -94,10 +105,8 @@ func (rt *routes) unorphanLocked(base segment.ID) {
 
 // remote returns a client of base's primary, nil if it is served here.
 func (rt *routes) remote(base segment.ID) *replicator.Client {
-	if url := rt.primary(base); url != "" {
-		return &replicator.Client{URL: url, Secret: rt.secret, HTTP: rt.client}
-	}
-	return nil
+	c, _ := rt.lookup(base)
+	return c
 }
 
 // backend is a volume's block device as this host serves it: through this
@@ -115,17 +124,15 @@ var _ ublk.Backend = (*backend)(nil)
 const remoteTimeout = 20 * time.Second
 
 func (b *backend) ReadAt(p []byte, off int64) (int, error) {
-	c := b.rt.remote(b.local.Base())
-	if c == nil {
+	c, orphan := b.rt.lookup(b.local.Base())
+	if orphan && c == nil {
 		// an orphan's copy here may lack acknowledged writes: it is read
 		// once a failover made it the primary's, or at the new primary
-		if b.rt.orphaned(b.local.Base()) {
-			if !b.awaitPrimary() {
-				return 0, fmt.Errorf("volume %v: no primary serves it (failover under way or impossible): %w",
-					b.local.Base(), replicator.ErrNoQuorum)
-			}
-			c = b.rt.remote(b.local.Base())
+		if !b.awaitPrimary() {
+			return 0, fmt.Errorf("volume %v: no primary serves it (failover under way or impossible): %w",
+				b.local.Base(), replicator.ErrNoQuorum)
 		}
+		c = b.rt.remote(b.local.Base())
 	}
 	if c == nil {
 		return b.local.ReadAt(p, off)
@@ -166,7 +173,8 @@ func (b *backend) movedDone(retry func(), done func(error)) func(error) {
 func (b *backend) awaitPrimary() bool {
 	deadline := time.Now().Add(remoteTimeout)
 	for {
-		if b.rt.remote(b.local.Base()) != nil {
+		c, orphan := b.rt.lookup(b.local.Base())
+		if c != nil {
 			return true
 		}
 		if in, err := b.local.Info(); err != nil {
@@ -174,7 +182,7 @@ func (b *backend) awaitPrimary() bool {
 		} else if in.Owned {
 			return true
 		}
-		if !b.rt.orphaned(b.local.Base()) || time.Now().After(deadline) {
+		if !orphan || time.Now().After(deadline) {
 			return false
 		}
 		time.Sleep(20 * time.Millisecond)
